@@ -1,0 +1,115 @@
+"""SQLite AccountStore and ServiceState."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from adapters.sqlite.database import SqliteDatabase
+from core.errors import AccountInUse, AccountNotFound
+from core.model import Account, LimitBehavior, RateLimits
+from ports.account_store import AccountStore
+from ports.service_state import ServiceState
+
+_COLUMNS = "id, host, port, user, password, use_tls, per_minute, per_hour, per_day, limit_behavior, batch_size"
+
+
+def _account(row: aiosqlite.Row) -> Account:
+    return Account(
+        id=row["id"],
+        host=row["host"],
+        port=row["port"],
+        user=row["user"],
+        password=row["password"],
+        use_tls=bool(row["use_tls"]),
+        limits=RateLimits(row["per_minute"], row["per_hour"], row["per_day"]),
+        limit_behavior=LimitBehavior(row["limit_behavior"]),
+        batch_size=row["batch_size"],
+    )
+
+
+class SqliteAccountStore(AccountStore):
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def upsert(self, account: Account) -> Account:
+        a = account
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                f"INSERT INTO accounts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET host = excluded.host, port = excluded.port, user = excluded.user,"
+                " password = coalesce(excluded.password, accounts.password), use_tls = excluded.use_tls,"
+                " per_minute = excluded.per_minute, per_hour = excluded.per_hour, per_day = excluded.per_day,"
+                " limit_behavior = excluded.limit_behavior, batch_size = excluded.batch_size",
+                (
+                    a.id,
+                    a.host,
+                    a.port,
+                    a.user,
+                    a.password,
+                    int(a.use_tls),
+                    a.limits.per_minute,
+                    a.limits.per_hour,
+                    a.limits.per_day,
+                    a.limit_behavior.value,
+                    a.batch_size,
+                ),
+            )
+            async with conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (a.id,)) as cur:
+                row = await cur.fetchone()
+        assert row is not None
+        return _account(row)
+
+    async def get(self, account_id: str) -> Account | None:
+        async with (
+            self._db.read() as conn,
+            conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (account_id,)) as cur,
+        ):
+            row = await cur.fetchone()
+        return _account(row) if row else None
+
+    async def list(self) -> list[Account]:
+        async with self._db.read() as conn, conn.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY id") as cur:
+            return [_account(row) for row in await cur.fetchall()]
+
+    async def delete(self, account_id: str, force: bool, now: float) -> int:
+        async with self._db.transaction() as conn:
+            async with conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)) as cur:
+                if await cur.fetchone() is None:
+                    raise AccountNotFound(f"no account {account_id!r}")
+            async with conn.execute(
+                "SELECT count(*) FROM messages WHERE account_id = ? AND status = 'queued'", (account_id,)
+            ) as cur:
+                unsent = (await cur.fetchone() or (0,))[0]
+            if unsent and not force:
+                raise AccountInUse(f"account {account_id!r} has {unsent} unsent messages; use force=true to fail them")
+            reason = f"account {account_id!r} was deleted"
+            await conn.execute(
+                "INSERT INTO attempts (message_id, ts, outcome, code, detail)"
+                " SELECT id, ?, 'permanent_failure', NULL, ? FROM messages WHERE account_id = ? AND status = 'queued'",
+                (now, reason, account_id),
+            )
+            await conn.execute(
+                "UPDATE messages SET status = 'error', error_ts = ?, finished_ts = ?, error = ?, version = version + 1"
+                " WHERE account_id = ? AND status = 'queued'",
+                (now, now, reason, account_id),
+            )
+            await conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+        return int(unsent)
+
+
+class SqliteServiceState(ServiceState):
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def is_active(self) -> bool:
+        async with self._db.read() as conn, conn.execute("SELECT value FROM service_state WHERE key = 'active'") as cur:
+            row = await cur.fetchone()
+        return row is None or row[0] == "1"
+
+    async def set_active(self, active: bool) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO service_state (key, value) VALUES ('active', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                ("1" if active else "0",),
+            )

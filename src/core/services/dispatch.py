@@ -1,0 +1,131 @@
+"""Dispatch: one tick claims each account's due messages, applies its rate limits, sends, records."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.model import Account, AttemptOutcome, Claim, Deferred, Failed, LimitBehavior, Outcome, Sent
+from core.policies import rate_limiter, retry
+from core.policies.scheduler import batch_size_for
+from ports.account_store import AccountStore
+from ports.clock import Clock
+from ports.dispatch_queue import DispatchQueue
+from ports.mail_sender import MailSender, PermanentSendError, TransientSendError
+from ports.service_state import ServiceState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchConfig:
+    batch_size_per_account: int = 50
+    lease_seconds: float = 300.0
+    retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSummary:
+    outcomes: tuple[Outcome, ...] = ()
+    suspended: bool = False
+    more_work: bool = False
+    next_due_at: float | None = None
+
+
+class DispatchService:
+    def __init__(
+        self,
+        queue: DispatchQueue,
+        accounts: AccountStore,
+        state: ServiceState,
+        sender: MailSender,
+        clock: Clock,
+        config: DispatchConfig,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._queue = queue
+        self._accounts = accounts
+        self._state = state
+        self._sender = sender
+        self._clock = clock
+        self._config = config
+        self._jitter = jitter
+
+    async def tick(self) -> DispatchSummary:
+        """Process at most one batch per account. `more_work` says a full batch was taken somewhere."""
+        if not await self._state.is_active():
+            return DispatchSummary(suspended=True)
+        now = self._clock.now()
+        accounts = await self._accounts.list()
+        per_account = await asyncio.gather(*(self._account_tick(account, now) for account in accounts))
+        outcomes = tuple(outcome for batch, _ in per_account for outcome in batch)
+        more_work = any(full for _, full in per_account)
+        next_due = None if more_work else await self._queue.next_due_at(self._clock.now())
+        return DispatchSummary(outcomes=outcomes, more_work=more_work, next_due_at=next_due)
+
+    async def _account_tick(self, account: Account, now: float) -> tuple[list[Outcome], bool]:
+        size = batch_size_for(account, self._config.batch_size_per_account)
+        claims = await self._queue.claim_due(account.id, now, size, now + self._config.lease_seconds)
+        if not claims:
+            return [], False
+        allowed = await self._allowed_now(account, now, len(claims))
+        outcomes: list[Outcome] = [
+            self._over_limit(account, claim, now, allowed.next_free_at) for claim in claims[allowed.allowed :]
+        ]
+        for claim in claims[: allowed.allowed]:
+            outcomes.append(await self._send_one(account, claim))
+        await self._queue.record_outcomes(outcomes)
+        return outcomes, len(claims) == size
+
+    async def _allowed_now(self, account: Account, now: float, wanted: int) -> rate_limiter.RateDecision:
+        horizon = rate_limiter.history_horizon(account.limits, now)
+        history = await self._queue.send_history(account.id, horizon) if horizon is not None else []
+        return rate_limiter.decide(history, account.limits, now, wanted)
+
+    def _over_limit(self, account: Account, claim: Claim, now: float, free_at: float | None) -> Outcome:
+        message = claim.message
+        if account.limit_behavior is LimitBehavior.REJECT or free_at is None:
+            return Failed(
+                message.id,
+                account.id,
+                now,
+                "rate limit exceeded for account " + account.id,
+                outcome=AttemptOutcome.RATE_LIMITED,
+            )
+        return Deferred(
+            message.id,
+            account.id,
+            now,
+            free_at,
+            "rate limit reached; deferred until a send slot frees",
+            outcome=AttemptOutcome.RATE_LIMITED,
+            counts_as_attempt=False,
+        )
+
+    async def _send_one(self, account: Account, claim: Claim) -> Outcome:
+        message = claim.message
+        try:
+            receipt = await self._sender.send(account, message)
+        except TransientSendError as exc:
+            return self._temporary_failure(account, claim, exc)
+        except PermanentSendError as exc:
+            return Failed(message.id, account.id, self._clock.now(), str(exc), exc.code)
+        except Exception as exc:  # a poison message fails alone instead of stopping the dispatcher
+            log.exception("unexpected error sending message %s", message.id)
+            return Failed(message.id, account.id, self._clock.now(), f"internal error: {type(exc).__name__}: {exc}")
+        return Sent(
+            message.id, account.id, self._clock.now(), tuple(sorted(receipt.refused)), receipt.code, receipt.detail
+        )
+
+    def _temporary_failure(self, account: Account, claim: Claim, exc: TransientSendError) -> Outcome:
+        now = self._clock.now()
+        attempts = claim.attempts + 1
+        first = claim.first_attempt_ts if claim.first_attempt_ts is not None else now
+        at = retry.next_attempt_at(self._config.retry, attempts, first, now, self._jitter())
+        if at is None:
+            reason = retry.give_up_reason(attempts, first, now, str(exc))
+            return Failed(claim.message.id, account.id, now, reason, exc.code, AttemptOutcome.TEMPORARY_FAILURE)
+        return Deferred(claim.message.id, account.id, now, at, str(exc), exc.code)

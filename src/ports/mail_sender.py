@@ -1,0 +1,49 @@
+"""MailSender port: hand one message to an account's SMTP server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from core.model import Account, Message
+
+
+class SendError(Exception):
+    """Sending failed."""
+
+    def __init__(self, detail: str, code: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.detail}" if self.code else self.detail
+
+
+class TransientSendError(SendError):
+    """Worth retrying later: connection trouble, timeouts, 4xx replies."""
+
+    def __init__(self, detail: str, code: int | None = None, throttled: bool = False) -> None:
+        super().__init__(detail, code)
+        self.throttled = throttled
+
+
+class PermanentSendError(SendError):
+    """Retrying will not help: 5xx replies, every recipient refused, authentication refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    code: int = 250
+    detail: str = ""
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+class MailSender(Protocol):
+    async def send(self, account: Account, message: Message) -> SendReceipt:
+        """Deliver to the account's server. Raises TransientSendError or PermanentSendError."""
+        ...
+
+    async def close(self) -> None:
+        """Close every open connection."""
+        ...
