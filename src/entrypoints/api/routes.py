@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
-from core.errors import AccountInUse, AccountNotFound
+from core.errors import AccountInUse, AccountNotFound, InvalidPriority
 from core.model import MessageStatus
 from core.policies.priority import parse_priority
 from entrypoints.api.convert import account_out, message_out, to_account, to_message
@@ -42,7 +42,7 @@ async def add_messages(body: AddMessagesRequest, svc: Services) -> AddMessagesRe
         raise HTTPException(400, f"too many messages: {len(body.messages)} > {svc.max_batch} per request")
     try:
         default = svc.default_priority if body.default_priority is None else parse_priority(body.default_priority)
-    except ValueError as exc:
+    except InvalidPriority as exc:
         raise HTTPException(400, f"default_priority: {exc}") from None
     result = await svc.intake.add([to_message(entry, default) for entry in body.messages])
     if result.has_immediate:
