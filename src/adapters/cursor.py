@@ -8,6 +8,6 @@ from ports.message_store import InvalidCursor
 def parse_cursor(cursor: str | None) -> int:
     if cursor is None or cursor == "":
         return 0
-    if not cursor.isdigit() or len(cursor) > 19:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
         raise InvalidCursor(f"invalid cursor {cursor!r}")
     return int(cursor)

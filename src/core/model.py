@@ -31,6 +31,14 @@ class MessageStatus(StrEnum):
     ERROR = "error"
 
 
+class StartTls(StrEnum):
+    """STARTTLS on a plain connection: used when offered, required, or never attempted."""
+
+    OPPORTUNISTIC = "opportunistic"
+    REQUIRED = "required"
+    OFF = "off"
+
+
 class LimitBehavior(StrEnum):
     DEFER = "defer"
     REJECT = "reject"
@@ -61,6 +69,7 @@ class Message:
     subject: str = ""
     body: str = ""
     content_type: ContentType = ContentType.PLAIN
+    html_body: str | None = None  # with a plain body: sent as multipart/alternative
     cc: tuple[str, ...] = ()
     bcc: tuple[str, ...] = ()
     reply_to: str | None = None
@@ -127,10 +136,14 @@ class Account:
     port: int = 587
     user: str | None = None
     password: str | None = field(default=None, repr=False)
-    use_tls: bool = False
+    use_tls: bool = False  # implicit TLS from the first byte (port 465 style)
     limits: RateLimits = RateLimits()
     limit_behavior: LimitBehavior = LimitBehavior.DEFER
     batch_size: int | None = None
+    starttls: StartTls = StartTls.OPPORTUNISTIC
+    allow_insecure_auth: bool = False  # send credentials over an unencrypted connection
+    max_connections: int = 4
+    ttl_seconds: float = 300.0  # idle lifetime of a pooled connection
 
 
 @dataclass(frozen=True, slots=True)

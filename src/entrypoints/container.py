@@ -6,6 +6,7 @@ sync httpx|memory); resources open lazily on first use and close in shutdown_res
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from typing import Literal
 
@@ -39,7 +40,7 @@ from core.services.reporting import ReportingService
 from core.services.retention import RetentionService
 from entrypoints.metrics import MailMetrics
 from entrypoints.runner import Runner
-from entrypoints.settings import Settings, SyncSettings
+from entrypoints.settings import Settings, SmtpSettings, SyncSettings
 from ports.clock import Clock
 
 
@@ -70,7 +71,12 @@ def dispatch_config(settings: Settings) -> DispatchConfig:
         max_attempts=d.retry_max_attempts,
         max_lifetime_seconds=d.retry_max_lifetime_seconds,
     )
-    return DispatchConfig(batch_size_per_account=d.batch_size_per_account, lease_seconds=d.lease_seconds, retry=retry)
+    return DispatchConfig(
+        batch_size_per_account=d.batch_size_per_account,
+        lease_seconds=d.lease_seconds,
+        throttle_seconds=d.throttle_seconds,
+        retry=retry,
+    )
 
 
 async def open_sqlite(path: str) -> AsyncIterator[SqliteDatabase]:
@@ -82,8 +88,11 @@ async def open_sqlite(path: str) -> AsyncIterator[SqliteDatabase]:
         await db.close()
 
 
-async def open_smtp_sender(clock: Clock, timeout: float, validate_certs: bool) -> AsyncIterator[AiosmtplibMailSender]:
-    sender = AiosmtplibMailSender(clock, timeout=timeout, validate_certs=validate_certs)
+async def open_smtp_sender(clock: Clock, smtp: SmtpSettings) -> AsyncIterator[AiosmtplibMailSender]:
+    helo = smtp.helo_hostname or socket.gethostname() or "localhost"
+    sender = AiosmtplibMailSender(
+        clock, timeout=smtp.timeout_seconds, validate_certs=smtp.validate_certs, helo_hostname=helo
+    )
     try:
         yield sender
     finally:
@@ -142,9 +151,7 @@ class Container(containers.DeclarativeContainer):
 
     mail_sender = providers.Selector(
         settings.provided.smtp.backend,
-        aiosmtplib=providers.Resource(
-            open_smtp_sender, clock, settings.provided.smtp.timeout_seconds, settings.provided.smtp.validate_certs
-        ),
+        aiosmtplib=providers.Resource(open_smtp_sender, clock, settings.provided.smtp),
         memory=providers.Singleton(RecordingMailSender, clock),
     )
 

@@ -63,6 +63,7 @@ class DeliverySettings(Section):
     retry_max_delay_seconds: float = Field(3600.0, gt=0)
     retry_max_attempts: int = Field(30, ge=1)
     retry_max_lifetime_seconds: float = Field(5 * 86400.0, gt=0)
+    throttle_seconds: float = Field(60.0, ge=0)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
 
     @field_validator("default_priority")
@@ -99,6 +100,7 @@ class SmtpSettings(Section):
     backend: Literal["aiosmtplib", "memory"] = "aiosmtplib"
     timeout_seconds: float = Field(30.0, gt=0)
     validate_certs: bool = True
+    helo_hostname: str | None = Field(None, description="name given in EHLO; default: this host's name")
 
 
 class ClockSettings(Section):

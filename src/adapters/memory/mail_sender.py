@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.smtp.builder import build_email, envelope_for
+from adapters.smtp.builder import envelope_for, message_bytes
 from core.model import Account, Message
 from ports.clock import Clock
 from ports.mail_sender import MailSender, SendError, SendReceipt
@@ -40,7 +40,7 @@ class RecordingMailSender(MailSender):
 
     async def send(self, account: Account, message: Message) -> SendReceipt:
         now = self._clock.now()
-        data = build_email(message, now).as_bytes()
+        data = message_bytes(message, now)
         if self._failures:
             raise self._failures.pop(0)
         envelope = envelope_for(message)

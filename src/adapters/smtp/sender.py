@@ -1,101 +1,225 @@
-"""aiosmtplib MailSender: one reusable connection per account, library errors mapped to port errors."""
+"""aiosmtplib MailSender: a connection pool per account, TLS policy, library errors mapped to port errors.
+
+Pools are keyed by account id and rebuilt when the account's server, credentials or TLS mode
+change. Each pool holds at most `account.max_connections` connections; an idle connection is
+closed after `account.ttl_seconds` and checked with NOOP before reuse once it has idled a while.
+Pools never share a lock, so a slow server only slows its own account.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 
 import aiosmtplib
 
-from adapters.smtp.builder import build_email, envelope_for
-from core.model import Account, Message
+from adapters.smtp.builder import envelope_for, message_bytes
+from core.model import Account, Message, StartTls
 from ports.clock import Clock
 from ports.mail_sender import MailSender, PermanentSendError, SendReceipt, TransientSendError
 
 log = logging.getLogger(__name__)
 
 THROTTLE_CODES = frozenset({421, 450, 451, 452, 454})
+HEALTH_CHECK_AFTER_SECONDS = 15.0
 
 
 @dataclass(slots=True)
-class _Slot:
-    lock: asyncio.Lock
-    client: aiosmtplib.SMTP | None = None
-    key: tuple[object, ...] = ()
+class _Connection:
+    client: aiosmtplib.SMTP
+    last_used: float
+
+
+@dataclass(slots=True)
+class _Pool:
+    key: tuple[object, ...]
+    slots: asyncio.Semaphore
+    idle: list[_Connection] = field(default_factory=list)
+    retired: bool = False
 
 
 class AiosmtplibMailSender(MailSender):
-    def __init__(self, clock: Clock, timeout: float = 30.0, validate_certs: bool = True) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        timeout: float = 30.0,
+        validate_certs: bool = True,
+        helo_hostname: str = "localhost",
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._clock = clock
         self._timeout = timeout
         self._validate_certs = validate_certs
-        self._slots: dict[str, _Slot] = {}
+        self._helo = helo_hostname
+        self._tls_context = tls_context
+        self._pools: dict[str, _Pool] = {}
+        self.connections_opened = 0
 
     async def send(self, account: Account, message: Message) -> SendReceipt:
-        data = build_email(message, self._clock.now())
+        data = message_bytes(message, self._clock.now())
         envelope = envelope_for(message)
-        slot = self._slots.setdefault(account.id, _Slot(asyncio.Lock()))
-        async with slot.lock:
+        pool = self._pool_for(account)
+        async with pool.slots:
+            conn = await self._checkout(pool, account)
             try:
-                client = await self._connected(slot, account)
-                errors, reply = await client.send_message(
-                    data, sender=envelope.sender, recipients=list(envelope.recipients)
-                )
-            except aiosmtplib.SMTPException as exc:
-                await self._drop(slot)
+                errors, reply = await conn.client.sendmail(envelope.sender, list(envelope.recipients), data)
+            except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
+                code = getattr(exc, "code", None)
+                self._checkin(pool, conn, reusable=code != 421)
                 raise classify(exc) from exc
-            except OSError as exc:
-                await self._drop(slot)
-                raise TransientSendError(f"connection error: {exc}") from exc
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                _discard(conn)
+                raise TransientSendError(f"connection lost: {type(exc).__name__}: {exc}") from exc
+            except BaseException:
+                _discard(conn)
+                raise
+            self._checkin(pool, conn, reusable=True)
         refused = {rcpt: f"{resp.code} {resp.message}" for rcpt, resp in errors.items()}
         code, _, text = reply.partition(" ")
-        return SendReceipt(int(code) if code.isdigit() else 250, text, refused)
+        return SendReceipt(int(code) if code.isdigit() else 250, text or reply, refused)
 
     async def close(self) -> None:
-        for slot in self._slots.values():
-            async with slot.lock:
-                await self._drop(slot)
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.retired = True
+            await _close_idle(pool)
 
-    async def _connected(self, slot: _Slot, account: Account) -> aiosmtplib.SMTP:
-        key = (account.host, account.port, account.user, account.password, account.use_tls)
-        if slot.client is not None and (slot.key != key or not slot.client.is_connected):
-            await self._drop(slot)
-        if slot.client is None:
-            client = aiosmtplib.SMTP(
-                hostname=account.host,
-                port=account.port,
-                use_tls=account.use_tls,
-                start_tls=None,
-                timeout=self._timeout,
-                validate_certs=self._validate_certs,
-            )
+    def _pool_for(self, account: Account) -> _Pool:
+        key = (
+            account.host,
+            account.port,
+            account.user,
+            account.password,
+            account.use_tls,
+            account.starttls,
+            account.allow_insecure_auth,
+            account.max_connections,
+        )
+        pool = self._pools.get(account.id)
+        if pool is None or pool.key != key:
+            if pool is not None:
+                pool.retired = True
+                for conn in pool.idle:
+                    _discard(conn)
+                pool.idle.clear()
+            pool = _Pool(key, asyncio.Semaphore(account.max_connections))
+            self._pools[account.id] = pool
+        return pool
+
+    async def _checkout(self, pool: _Pool, account: Account) -> _Connection:
+        now = self._clock.now()
+        while pool.idle:
+            conn = pool.idle.pop()
+            idle_for = now - conn.last_used
+            if not conn.client.is_connected or idle_for > account.ttl_seconds:
+                await _quit(conn)
+                continue
+            if idle_for > HEALTH_CHECK_AFTER_SECONDS and not await _healthy(conn):
+                continue
+            return conn
+        return _Connection(await self._connect(account), now)
+
+    def _checkin(self, pool: _Pool, conn: _Connection, reusable: bool) -> None:
+        if reusable and not pool.retired and conn.client.is_connected:
+            conn.last_used = self._clock.now()
+            pool.idle.append(conn)
+        else:
+            _discard(conn)
+
+    async def _connect(self, account: Account) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=account.host,
+            port=account.port,
+            use_tls=account.use_tls,
+            start_tls=False,
+            timeout=self._timeout,
+            validate_certs=self._validate_certs,
+            tls_context=self._tls_context,
+            local_hostname=self._helo,
+        )
+        try:
             await client.connect()
+            self.connections_opened += 1
+            await client.ehlo()
+            await self._secure(client, account)
             if account.user and account.password:
                 await client.login(account.user, account.password)
-            slot.client, slot.key = client, key
-        return slot.client
-
-    async def _drop(self, slot: _Slot) -> None:
-        client, slot.client = slot.client, None
-        if client is None or not client.is_connected:
-            return
-        try:
-            await client.quit()
-        except (aiosmtplib.SMTPException, OSError):
+        except aiosmtplib.SMTPException as exc:
             client.close()
+            raise classify(exc) from exc
+        except (OSError, ssl.SSLError) as exc:
+            client.close()
+            raise TransientSendError(f"cannot connect to {account.host}:{account.port}: {exc}") from exc
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    async def _secure(self, client: aiosmtplib.SMTP, account: Account) -> None:
+        if not account.use_tls and account.starttls is not StartTls.OFF:
+            if client.supports_extension("starttls"):
+                await client.starttls()
+            elif account.starttls is StartTls.REQUIRED:
+                raise _refuse(
+                    client, f"{account.host}:{account.port} does not offer STARTTLS, which the account requires"
+                )
+        encrypted = client.get_transport_info("sslobject") is not None
+        if account.user and account.password and not encrypted and not account.allow_insecure_auth:
+            raise _refuse(
+                client,
+                f"refusing to send credentials to {account.host}:{account.port} over an unencrypted connection "
+                "(enable use_tls or STARTTLS, or set allow_insecure_auth)",
+            )
+
+
+def _refuse(client: aiosmtplib.SMTP, reason: str) -> TransientSendError:
+    client.close()
+    return TransientSendError(reason)
+
+
+async def _healthy(conn: _Connection) -> bool:
+    try:
+        await conn.client.noop()
+    except (aiosmtplib.SMTPException, OSError):
+        _discard(conn)
+        return False
+    return True
+
+
+async def _quit(conn: _Connection) -> None:
+    if conn.client.is_connected:
+        try:
+            await conn.client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            conn.client.close()
+
+
+def _discard(conn: _Connection) -> None:
+    conn.client.close()
+
+
+async def _close_idle(pool: _Pool) -> None:
+    idle, pool.idle = pool.idle, []
+    await asyncio.gather(*(_quit(conn) for conn in idle), return_exceptions=True)
 
 
 def classify(exc: aiosmtplib.SMTPException) -> TransientSendError | PermanentSendError:
-    """Map an aiosmtplib error to the port's temporary/permanent distinction."""
+    """Map an aiosmtplib error to the port's temporary/permanent distinction (see README table)."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [err.code for err in exc.recipients]
         detail = "all recipients refused: " + "; ".join(f"{e.recipient}: {e.code} {e.message}" for e in exc.recipients)
         if codes and all(code >= 500 for code in codes):
             return PermanentSendError(detail, codes[0])
-        return TransientSendError(detail, min(codes) if codes else None)
+        temporary = [code for code in codes if code < 500]
+        return TransientSendError(
+            detail, temporary[0] if temporary else None, throttled=any(code in THROTTLE_CODES for code in codes)
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         if exc.code >= 500:
             return PermanentSendError(exc.message, exc.code)
         return TransientSendError(exc.message, exc.code, throttled=exc.code in THROTTLE_CODES)
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | aiosmtplib.SMTPConnectTimeoutError):
+        return TransientSendError(f"timeout: {exc}")
     return TransientSendError(f"{type(exc).__name__}: {exc}")

@@ -6,11 +6,14 @@ import aiosqlite
 
 from adapters.sqlite.database import SqliteDatabase
 from core.errors import AccountInUse, AccountNotFound
-from core.model import Account, LimitBehavior, RateLimits
+from core.model import Account, LimitBehavior, RateLimits, StartTls
 from ports.account_store import AccountStore
 from ports.service_state import ServiceState
 
-_COLUMNS = "id, host, port, user, password, use_tls, per_minute, per_hour, per_day, limit_behavior, batch_size"
+_COLUMNS = (
+    "id, host, port, user, password, use_tls, per_minute, per_hour, per_day, limit_behavior, batch_size,"
+    " starttls, allow_insecure_auth, max_connections, ttl_seconds"
+)
 
 
 def _account(row: aiosqlite.Row) -> Account:
@@ -24,6 +27,10 @@ def _account(row: aiosqlite.Row) -> Account:
         limits=RateLimits(row["per_minute"], row["per_hour"], row["per_day"]),
         limit_behavior=LimitBehavior(row["limit_behavior"]),
         batch_size=row["batch_size"],
+        starttls=StartTls(row["starttls"]),
+        allow_insecure_auth=bool(row["allow_insecure_auth"]),
+        max_connections=row["max_connections"],
+        ttl_seconds=row["ttl_seconds"],
     )
 
 
@@ -35,11 +42,13 @@ class SqliteAccountStore(AccountStore):
         a = account
         async with self._db.transaction() as conn:
             await conn.execute(
-                f"INSERT INTO accounts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f"INSERT INTO accounts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET host = excluded.host, port = excluded.port, user = excluded.user,"
                 " password = coalesce(excluded.password, accounts.password), use_tls = excluded.use_tls,"
                 " per_minute = excluded.per_minute, per_hour = excluded.per_hour, per_day = excluded.per_day,"
-                " limit_behavior = excluded.limit_behavior, batch_size = excluded.batch_size",
+                " limit_behavior = excluded.limit_behavior, batch_size = excluded.batch_size,"
+                " starttls = excluded.starttls, allow_insecure_auth = excluded.allow_insecure_auth,"
+                " max_connections = excluded.max_connections, ttl_seconds = excluded.ttl_seconds",
                 (
                     a.id,
                     a.host,
@@ -52,6 +61,10 @@ class SqliteAccountStore(AccountStore):
                     a.limits.per_day,
                     a.limit_behavior.value,
                     a.batch_size,
+                    a.starttls.value,
+                    int(a.allow_insecure_auth),
+                    a.max_connections,
+                    a.ttl_seconds,
                 ),
             )
             async with conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (a.id,)) as cur:

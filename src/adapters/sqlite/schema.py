@@ -63,4 +63,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ],
     ),
+    (
+        2,
+        [
+            "ALTER TABLE accounts ADD COLUMN starttls TEXT NOT NULL DEFAULT 'opportunistic'",
+            "ALTER TABLE accounts ADD COLUMN allow_insecure_auth INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE accounts ADD COLUMN max_connections INTEGER NOT NULL DEFAULT 4",
+            "ALTER TABLE accounts ADD COLUMN ttl_seconds REAL NOT NULL DEFAULT 300",
+        ],
+    ),
 ]

@@ -19,7 +19,7 @@ def parse_priority(value: object) -> Priority:
             pass
     elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return parse_priority(int(text))
         try:
             return Priority[text.upper()]

@@ -10,7 +10,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from core.model import Message
+from core.model import ContentType, Message
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
 _LOCAL_DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
@@ -141,6 +141,10 @@ def _address_fields_problem(message: Message) -> str | None:
 def _text_fields_problem(message: Message) -> str | None:
     if has_forbidden_chars(message.subject):
         return "subject contains CR, LF or NUL"
+    if "\x00" in message.body or (message.html_body and "\x00" in message.html_body):
+        return "body contains NUL"
+    if message.html_body is not None and message.content_type is ContentType.HTML:
+        return "html_body is the HTML alternative of a plain body: use content_type plain with it"
     if message.message_id is not None and (has_forbidden_chars(message.message_id) or " " in message.message_id):
         return "message_id contains whitespace, CR, LF or NUL"
     for name, value in message.headers:
@@ -168,7 +172,8 @@ def _size_problem(message: Message, limits: IntakeLimits) -> str | None:
             return f"header {name!r} longer than {limits.max_header_length} characters"
     if len(message.attachments) > limits.max_attachments:
         return f"too many attachments: {len(message.attachments)} > {limits.max_attachments}"
-    size = len(message.body.encode("utf-8", "surrogatepass")) + len(message.subject.encode("utf-8", "surrogatepass"))
+    texts = (message.body, message.subject, message.html_body or "")
+    size = sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
     for attachment in message.attachments:
         try:
             size += len(base64.b64decode(attachment.content_b64, validate=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 class DispatchConfig:
     batch_size_per_account: int = 50
     lease_seconds: float = 300.0
+    throttle_seconds: float = 60.0
     retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
 
 
@@ -53,6 +55,7 @@ class DispatchService:
         self._clock = clock
         self._config = config
         self._jitter = jitter
+        self._throttled_until: dict[str, float] = {}  # in memory: a restart ends a throttling pause early
 
     async def tick(self) -> DispatchSummary:
         """Process at most one batch per account. `more_work` says a full batch was taken somewhere."""
@@ -67,6 +70,8 @@ class DispatchService:
         return DispatchSummary(outcomes=outcomes, more_work=more_work, next_due_at=next_due)
 
     async def _account_tick(self, account: Account, now: float) -> tuple[list[Outcome], bool]:
+        if self._throttled_until.get(account.id, 0.0) > now:
+            return [], False
         size = batch_size_for(account, self._config.batch_size_per_account)
         claims = await self._queue.claim_due(account.id, now, size, now + self._config.lease_seconds)
         if not claims:
@@ -75,10 +80,34 @@ class DispatchService:
         outcomes: list[Outcome] = [
             self._over_limit(account, claim, now, allowed.next_free_at) for claim in claims[allowed.allowed :]
         ]
-        for claim in claims[: allowed.allowed]:
-            outcomes.append(await self._send_one(account, claim))
+        outcomes += await self._send_batch(account, claims[: allowed.allowed])
         await self._queue.record_outcomes(outcomes)
         return outcomes, len(claims) == size
+
+    async def _send_batch(self, account: Account, claims: list[Claim]) -> list[Outcome]:
+        """Send over up to account.max_connections connections, in claim (priority) order.
+
+        Once the server throttles the account, the rest of the batch waits without being tried.
+        """
+        pending = deque(claims)
+        outcomes: list[Outcome] = []
+
+        async def worker() -> None:
+            while pending:
+                claim = pending.popleft()
+                paused_until = self._throttled_until.get(account.id, 0.0)
+                if paused_until > self._clock.now():
+                    outcomes.append(self._held_back(account, claim, paused_until))
+                else:
+                    outcomes.append(await self._send_one(account, claim))
+
+        workers = min(max(account.max_connections, 1), len(claims))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return outcomes
+
+    def _held_back(self, account: Account, claim: Claim, until: float) -> Outcome:
+        reason = f"account {account.id} throttled by its server; not tried before the pause ends"
+        return Deferred(claim.message.id, account.id, self._clock.now(), until, reason, counts_as_attempt=False)
 
     async def _allowed_now(self, account: Account, now: float, wanted: int) -> rate_limiter.RateDecision:
         horizon = rate_limiter.history_horizon(account.limits, now)
@@ -122,6 +151,10 @@ class DispatchService:
 
     def _temporary_failure(self, account: Account, claim: Claim, exc: TransientSendError) -> Outcome:
         now = self._clock.now()
+        if exc.throttled:
+            pause = self._config.throttle_seconds
+            self._throttled_until[account.id] = max(self._throttled_until.get(account.id, 0.0), now + pause)
+            log.warning("account %s throttled by its server (%s); pausing it for %.0fs", account.id, exc, pause)
         attempts = claim.attempts + 1
         first = claim.first_attempt_ts if claim.first_attempt_ts is not None else now
         at = retry.next_attempt_at(self._config.retry, attempts, first, now, self._jitter())

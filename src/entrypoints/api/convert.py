@@ -21,6 +21,7 @@ from core.model import (
     Priority,
     RateLimits,
     Rejection,
+    StartTls,
 )
 from core.policies.priority import parse_priority
 from entrypoints.api.schemas import AccountIn, AccountOut, AttachmentOut, MessageOut, MessagePayload
@@ -51,6 +52,7 @@ def to_message(entry: Any, default_priority: Priority) -> Message | Rejection:
         return_path=payload.return_path,
         subject=payload.subject,
         body=payload.body,
+        html_body=payload.html_body,
         content_type=ContentType(payload.content_type),
         headers=tuple(payload.headers.items()),
         message_id=payload.message_id,
@@ -91,6 +93,10 @@ def to_account(body: AccountIn) -> Account:
         limits=RateLimits(body.limit_per_minute, body.limit_per_hour, body.limit_per_day),
         limit_behavior=LimitBehavior(body.limit_behavior),
         batch_size=body.batch_size,
+        starttls=StartTls(body.starttls),
+        allow_insecure_auth=body.allow_insecure_auth,
+        max_connections=body.max_connections,
+        ttl_seconds=body.ttl,
     )
 
 
@@ -107,6 +113,10 @@ def account_out(account: Account) -> AccountOut:
         limit_per_day=account.limits.per_day,
         limit_behavior=account.limit_behavior.value,
         batch_size=account.batch_size,
+        starttls=account.starttls.value,
+        allow_insecure_auth=account.allow_insecure_auth,
+        max_connections=account.max_connections,
+        ttl=account.ttl_seconds,
     )
 
 
@@ -132,6 +142,7 @@ def message_out(record: MessageRecord, now: float) -> MessageOut:
             "subject": m.subject,
             "body": m.body,
             "content_type": m.content_type.value,
+            "html_body": m.html_body,
             "headers": dict(m.headers),
             "message_id": m.message_id,
             "attachments": [

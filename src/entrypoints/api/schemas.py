@@ -33,6 +33,7 @@ class MessagePayload(Strict):
     subject: str = ""
     body: str = ""
     content_type: Literal["plain", "html"] = "plain"
+    html_body: str | None = Field(None, description="HTML alternative to a plain body (multipart/alternative)")
     headers: dict[str, str] = {}
     message_id: str | None = None
     attachments: list[AttachmentIn] = []
@@ -80,6 +81,12 @@ class AccountIn(Strict):
     limit_per_day: int | None = Field(None, ge=1)
     limit_behavior: Literal["defer", "reject"] = "defer"
     batch_size: int | None = Field(None, ge=1, le=10_000)
+    starttls: Literal["opportunistic", "required", "off"] = Field(
+        "opportunistic", description="on a plain connection: use STARTTLS when offered, require it, or never"
+    )
+    allow_insecure_auth: bool = Field(False, description="allow AUTH over an unencrypted connection")
+    max_connections: int = Field(4, ge=1, le=64, description="pooled SMTP connections to this server")
+    ttl: float = Field(300.0, gt=0, le=86_400, description="seconds an idle pooled connection is kept")
 
 
 class AccountOut(BaseModel):
@@ -94,6 +101,10 @@ class AccountOut(BaseModel):
     limit_per_day: int | None
     limit_behavior: str
     batch_size: int | None
+    starttls: str
+    allow_insecure_auth: bool
+    max_connections: int
+    ttl: float
 
 
 class AccountResponse(BaseModel):
@@ -140,6 +151,7 @@ class MessageOut(BaseModel):
     subject: str
     body: str
     content_type: str
+    html_body: str | None
     headers: dict[str, str]
     message_id: str | None
     attachments: list[AttachmentOut]
