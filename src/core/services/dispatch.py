@@ -77,33 +77,34 @@ class DispatchService:
         if not claims:
             return [], False
         allowed = await self._allowed_now(account, now, len(claims))
-        outcomes: list[Outcome] = [
-            self._over_limit(account, claim, now, allowed.next_free_at) for claim in claims[allowed.allowed :]
-        ]
-        outcomes += await self._send_batch(account, claims[: allowed.allowed])
-        await self._queue.record_outcomes(outcomes)
-        return outcomes, len(claims) == size
+        writer = OutcomeWriter(self._queue)
+        for claim in claims[allowed.allowed :]:
+            writer.buffer(self._over_limit(account, claim, now, allowed.next_free_at))
+        await writer.flush()
+        await self._send_batch(account, claims[: allowed.allowed], writer)
+        return writer.written, len(claims) == size
 
-    async def _send_batch(self, account: Account, claims: list[Claim]) -> list[Outcome]:
+    async def _send_batch(self, account: Account, claims: list[Claim], writer: OutcomeWriter) -> None:
         """Send over up to account.max_connections connections, in claim (priority) order.
 
-        Once the server throttles the account, the rest of the batch waits without being tried.
+        Each outcome is committed as soon as it is known (see OutcomeWriter), so a crash can repeat
+        only sends whose 250 arrived during the last commit. Once the server throttles the account,
+        the rest of the batch waits without being tried.
         """
         pending = deque(claims)
-        outcomes: list[Outcome] = []
 
         async def worker() -> None:
             while pending:
                 claim = pending.popleft()
                 paused_until = self._throttled_until.get(account.id, 0.0)
                 if paused_until > self._clock.now():
-                    outcomes.append(self._held_back(account, claim, paused_until))
+                    writer.buffer(self._held_back(account, claim, paused_until))
                 else:
-                    outcomes.append(await self._send_one(account, claim))
+                    writer.buffer(await self._send_one(account, claim))
+                await writer.flush()
 
         workers = min(max(account.max_connections, 1), len(claims))
         await asyncio.gather(*(worker() for _ in range(workers)))
-        return outcomes
 
     def _held_back(self, account: Account, claim: Claim, until: float) -> Outcome:
         reason = f"account {account.id} throttled by its server; not tried before the pause ends"
@@ -162,3 +163,24 @@ class DispatchService:
             reason = retry.give_up_reason(attempts, first, now, str(exc))
             return Failed(claim.message.id, account.id, now, reason, exc.code, AttemptOutcome.TEMPORARY_FAILURE)
         return Deferred(claim.message.id, account.id, now, at, str(exc), exc.code)
+
+
+class OutcomeWriter:
+    """Group commit: outcomes that arrive while a commit is running are written together by the next one."""
+
+    def __init__(self, queue: DispatchQueue) -> None:
+        self._queue = queue
+        self._buffer: list[Outcome] = []
+        self._lock = asyncio.Lock()
+        self.written: list[Outcome] = []
+
+    def buffer(self, outcome: Outcome) -> None:
+        self._buffer.append(outcome)
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self._buffer:
+                return
+            taken, self._buffer = self._buffer, []
+            await self._queue.record_outcomes(taken)
+            self.written += taken
