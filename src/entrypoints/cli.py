@@ -17,7 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="override [server] host")
     serve.add_argument("--port", type=int, help="override [server] port")
     commands.add_parser("check-config", help="load the settings, print them without secrets, and exit")
+    commands.add_parser("generate-key", help="print a new [storage] secret_key for encrypting SMTP passwords")
     args = parser.parse_args(argv)
+    if args.command == "generate-key":
+        from adapters.secret_box import generate_key
+
+        print(generate_key())
+        return 0
     try:
         settings = load_settings(args.config)
         if args.command == "serve":

@@ -6,12 +6,14 @@ sync httpx|memory); resources open lazily on first use and close in shutdown_res
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import Literal
 
 import httpx
 from dependency_injector import containers, providers
+from pydantic import SecretStr
 
 from adapters.http.report_sink import HttpxReportSink
 from adapters.memory.clock import FrozenClock
@@ -25,6 +27,7 @@ from adapters.memory.store import (
     InMemoryServiceState,
     MemoryState,
 )
+from adapters.secret_box import FernetSecretBox, PlainSecretBox, SecretBox
 from adapters.smtp.sender import AiosmtplibMailSender
 from adapters.sqlite.accounts import SqliteAccountStore, SqliteServiceState
 from adapters.sqlite.database import SqliteDatabase
@@ -42,6 +45,8 @@ from entrypoints.metrics import MailMetrics
 from entrypoints.runner import Runner
 from entrypoints.settings import Settings, SmtpSettings, SyncSettings
 from ports.clock import Clock
+
+log = logging.getLogger("asyncmail")
 
 
 def reporting_mode(sync: SyncSettings) -> Literal["httpx", "memory", "off"]:
@@ -111,6 +116,18 @@ async def open_http_client(sync: SyncSettings) -> AsyncIterator[httpx.AsyncClien
         yield client
 
 
+def secret_box(key: SecretStr | None) -> SecretBox:
+    return FernetSecretBox(key.get_secret_value()) if key is not None else PlainSecretBox()
+
+
+async def open_sqlite_accounts(db: SqliteDatabase, box: SecretBox) -> AsyncIterator[SqliteAccountStore]:
+    store = SqliteAccountStore(db, box)
+    sealed = await store.seal_stored_passwords()
+    if sealed:
+        log.info("encrypted %d SMTP password(s) stored before a secret_key was configured", sealed)
+    yield store
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
@@ -140,7 +157,9 @@ class Container(containers.DeclarativeContainer):
     )
     accounts = providers.Selector(
         settings.provided.storage.backend,
-        sqlite=providers.Singleton(SqliteAccountStore, sqlite),
+        sqlite=providers.Resource(
+            open_sqlite_accounts, sqlite, providers.Callable(secret_box, settings.provided.storage.secret_key)
+        ),
         memory=providers.Singleton(InMemoryAccountStore, memory),
     )
     service_state = providers.Selector(

@@ -65,6 +65,7 @@ class Loop:
         while not self._stopping:
             result = await self._guarded_tick()
             if result.more_work and not result.failed:
+                await asyncio.sleep(0)  # noqa: TID251 -- a yield, not a wait: let the API run between ticks
                 continue
             await self._clock.wait(self._wake, self._timeout(result))
             self._wake.clear()

@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from adapters.secret_box import FernetSecretBox
 from core.errors import InvalidPriority
 from core.policies.priority import parse_priority
 
@@ -45,6 +46,15 @@ class ServerSettings(Section):
 class StorageSettings(Section):
     backend: Literal["sqlite", "memory"] = "sqlite"
     db_path: str = "data/asyncmail.db"
+    secret_key: SecretStr | None = Field(None, description="Fernet key: SMTP passwords are encrypted at rest")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            FernetSecretBox(value.get_secret_value())  # raises with a clear message when malformed
+            return value
+        return None
 
 
 class DeliverySettings(Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiosqlite
 
+from adapters.secret_box import PREFIX, PlainSecretBox, SecretBox
 from adapters.sqlite.database import SqliteDatabase
 from core.errors import AccountInUse, AccountNotFound
 from core.model import Account, LimitBehavior, RateLimits, StartTls
@@ -16,13 +17,13 @@ _COLUMNS = (
 )
 
 
-def _account(row: aiosqlite.Row) -> Account:
+def _account(row: aiosqlite.Row, box: SecretBox) -> Account:
     return Account(
         id=row["id"],
         host=row["host"],
         port=row["port"],
         user=row["user"],
-        password=row["password"],
+        password=box.open(row["password"]) if row["password"] is not None else None,
         use_tls=bool(row["use_tls"]),
         limits=RateLimits(row["per_minute"], row["per_hour"], row["per_day"]),
         limit_behavior=LimitBehavior(row["limit_behavior"]),
@@ -35,8 +36,26 @@ def _account(row: aiosqlite.Row) -> Account:
 
 
 class SqliteAccountStore(AccountStore):
-    def __init__(self, db: SqliteDatabase) -> None:
+    """Passwords go through `box`: sealed when written, opened when read."""
+
+    def __init__(self, db: SqliteDatabase, box: SecretBox | None = None) -> None:
         self._db = db
+        self._box: SecretBox = box or PlainSecretBox()
+
+    async def seal_stored_passwords(self) -> int:
+        """Encrypt passwords stored before a key was configured; check the others open. Returns how many."""
+        async with self._db.transaction() as conn:
+            async with conn.execute("SELECT id, password FROM accounts WHERE password IS NOT NULL") as cur:
+                rows = list(await cur.fetchall())
+            plain = [(row[0], self._box.open(row[1])) for row in rows if not row[1].startswith(PREFIX)]
+            for row in rows:
+                self._box.open(row[1])
+            if not self._box.encrypts:
+                return 0
+            await conn.executemany(
+                "UPDATE accounts SET password = ? WHERE id = ?", [(self._box.seal(pw), aid) for aid, pw in plain]
+            )
+        return len(plain)
 
     async def upsert(self, account: Account) -> Account:
         a = account
@@ -54,7 +73,7 @@ class SqliteAccountStore(AccountStore):
                     a.host,
                     a.port,
                     a.user,
-                    a.password,
+                    self._box.seal(a.password) if a.password is not None else None,
                     int(a.use_tls),
                     a.limits.per_minute,
                     a.limits.per_hour,
@@ -70,7 +89,7 @@ class SqliteAccountStore(AccountStore):
             async with conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (a.id,)) as cur:
                 row = await cur.fetchone()
         assert row is not None
-        return _account(row)
+        return _account(row, self._box)
 
     async def get(self, account_id: str) -> Account | None:
         async with (
@@ -78,11 +97,11 @@ class SqliteAccountStore(AccountStore):
             conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (account_id,)) as cur,
         ):
             row = await cur.fetchone()
-        return _account(row) if row else None
+        return _account(row, self._box) if row else None
 
     async def list(self) -> list[Account]:
         async with self._db.read() as conn, conn.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY id") as cur:
-            return [_account(row) for row in await cur.fetchall()]
+            return [_account(row, self._box) for row in await cur.fetchall()]
 
     async def delete(self, account_id: str, force: bool, now: float) -> int:
         async with self._db.transaction() as conn:

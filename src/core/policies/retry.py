@@ -24,8 +24,8 @@ def next_attempt_at(
     """
     if attempts >= policy.max_attempts:
         return None
-    delay = min(policy.base_seconds * policy.factor ** max(attempts - 1, 0), policy.max_delay_seconds)
-    delay *= 1.0 + policy.jitter * (2.0 * jitter_draw - 1.0)
+    delay = policy.base_seconds * policy.factor ** max(attempts - 1, 0)
+    delay = min(delay * (1.0 + policy.jitter * (2.0 * jitter_draw - 1.0)), policy.max_delay_seconds)
     at = now + max(delay, 0.0)
     if at - first_attempt_ts > policy.max_lifetime_seconds:
         return None

@@ -60,7 +60,9 @@ def address_problem(value: str) -> str | None:
     text = value.strip()
     if text.endswith(">") and "<" in text:
         display, _, rest = text.rpartition("<")
-        if any(ch in display for ch in "<>"):
+        display = display.strip()
+        quoted = len(display) >= 2 and display[0] == display[-1] == '"'
+        if not quoted and any(ch in display for ch in '<>"'):
             return "malformed display name"
         text = rest[:-1].strip()
     return addr_spec_problem(text)

@@ -122,6 +122,12 @@ def _announce(settings: Settings) -> None:
         )
     if settings.delivery.test_mode:
         log.warning("test_mode: mail goes to the in-memory outbox (GET /test/outbox), the clock is frozen")
+    if settings.storage.backend == "sqlite" and settings.storage.secret_key is None:
+        log.warning(
+            "no [storage] secret_key configured: SMTP passwords are stored unencrypted in %s "
+            "(generate a key with `asyncmail generate-key`)",
+            settings.storage.db_path,
+        )
     if settings.server.api_token is None:
         log.warning(
             "no [server] api_token configured: the API is open to anyone who can reach %s:%d",
