@@ -27,6 +27,7 @@ from adapters.memory.store import (
     InMemoryServiceState,
     MemoryState,
 )
+from adapters.memory.work_locks import InProcessWorkLocks
 from adapters.secret_box import FernetSecretBox, PlainSecretBox, SecretBox
 from adapters.smtp.sender import AiosmtplibMailSender
 from adapters.sqlite.accounts import SqliteAccountStore, SqliteServiceState
@@ -183,6 +184,11 @@ class Container(containers.DeclarativeContainer):
     )
 
     metrics = providers.Singleton(MailMetrics)
+    work_locks = providers.Selector(
+        settings.provided.storage.backend,
+        sqlite=providers.Singleton(InProcessWorkLocks),
+        memory=providers.Singleton(InProcessWorkLocks),
+    )
 
     intake = providers.Singleton(IntakeService, messages, accounts, clock, providers.Callable(intake_limits, settings))
     admin = providers.Singleton(AdminService, accounts, messages, service_state, clock)
@@ -194,10 +200,13 @@ class Container(containers.DeclarativeContainer):
         mail_sender,
         clock,
         providers.Callable(dispatch_config, settings),
+        locks=work_locks,
     )
     reporting = providers.Selector(
         providers.Callable(lambda sync: "off" if reporting_mode(sync) == "off" else "on", settings.provided.sync),
-        on=providers.Singleton(ReportingService, report_queue, report_sink, clock, settings.provided.sync.batch_size),
+        on=providers.Singleton(
+            ReportingService, report_queue, report_sink, clock, settings.provided.sync.batch_size, locks=work_locks
+        ),
         off=providers.Object(None),
     )
     retention = providers.Singleton(

@@ -17,6 +17,7 @@ from ports.clock import Clock
 from ports.dispatch_queue import DispatchQueue
 from ports.mail_sender import MailSender, PermanentSendError, TransientSendError
 from ports.service_state import ServiceState
+from ports.work_locks import WorkLocks
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class DispatchService:
         clock: Clock,
         config: DispatchConfig,
         jitter: Callable[[], float] = random.random,
+        locks: WorkLocks | None = None,
     ) -> None:
         self._queue = queue
         self._accounts = accounts
@@ -55,6 +57,7 @@ class DispatchService:
         self._clock = clock
         self._config = config
         self._jitter = jitter
+        self._locks = locks
         self._throttled_until: dict[str, float] = {}  # in memory: a restart ends a throttling pause early
 
     async def tick(self) -> DispatchSummary:
@@ -72,6 +75,14 @@ class DispatchService:
     async def _account_tick(self, account: Account, now: float) -> tuple[list[Outcome], bool]:
         if self._throttled_until.get(account.id, 0.0) > now:
             return [], False
+        if self._locks is None:
+            return await self._locked_account_tick(account, now)
+        async with self._locks.hold(f"dispatch:{account.id}") as held:
+            if not held:  # another process is dispatching this account right now
+                return [], False
+            return await self._locked_account_tick(account, now)
+
+    async def _locked_account_tick(self, account: Account, now: float) -> tuple[list[Outcome], bool]:
         size = batch_size_for(account, self._config.batch_size_per_account)
         claims = await self._queue.claim_due(account.id, now, size, now + self._config.lease_seconds)
         if not claims:

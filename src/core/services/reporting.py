@@ -10,6 +10,7 @@ from core.model import DeliveryReport, ReportAck
 from ports.clock import Clock
 from ports.report_queue import ReportQueue
 from ports.report_sink import ReportDeliveryError, ReportSink
+from ports.work_locks import WorkLocks
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,15 @@ class ReportSummary:
 
 class ReportingService:
     def __init__(
-        self, queue: ReportQueue, sink: ReportSink, clock: Clock, batch_size: int, max_batches_per_tick: int = 50
+        self,
+        queue: ReportQueue,
+        sink: ReportSink,
+        clock: Clock,
+        batch_size: int,
+        max_batches_per_tick: int = 50,
+        locks: WorkLocks | None = None,
     ) -> None:
+        self._locks = locks
         self._queue = queue
         self._sink = sink
         self._clock = clock
@@ -33,7 +41,16 @@ class ReportingService:
         self._max_batches = max_batches_per_tick
 
     async def tick(self) -> ReportSummary:
-        """Send batches until nothing is pending, a delivery fails, or the per-tick cap is reached."""
+        """Send batches until nothing is pending, a delivery fails, or the per-tick cap is reached.
+
+        Only one process at a time reports (WorkLocks), so a row is not sent by two replicas at once.
+        """
+        if self._locks is None:
+            return await self._deliver_pending()
+        async with self._locks.hold("reporting") as held:
+            return await self._deliver_pending() if held else ReportSummary()
+
+    async def _deliver_pending(self) -> ReportSummary:
         delivered = batches = 0
         while batches < self._max_batches:
             pending = await self._queue.pending_reports(self._batch_size)
