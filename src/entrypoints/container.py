@@ -28,6 +28,11 @@ from adapters.memory.store import (
     MemoryState,
 )
 from adapters.memory.work_locks import InProcessWorkLocks
+from adapters.postgres.accounts import PostgresAccountStore, PostgresServiceState
+from adapters.postgres.database import PostgresDatabase
+from adapters.postgres.messages import PostgresDispatchQueue, PostgresMessageStore
+from adapters.postgres.reports import PostgresReportQueue
+from adapters.postgres.work_locks import PostgresWorkLocks
 from adapters.secret_box import FernetSecretBox, PlainSecretBox, SecretBox
 from adapters.smtp.sender import AiosmtplibMailSender
 from adapters.sqlite.accounts import SqliteAccountStore, SqliteServiceState
@@ -121,6 +126,21 @@ def secret_box(key: SecretStr | None) -> SecretBox:
     return FernetSecretBox(key.get_secret_value()) if key is not None else PlainSecretBox()
 
 
+async def open_postgres(dsn: SecretStr, pool_size: int) -> AsyncIterator[PostgresDatabase]:
+    db = PostgresDatabase(dsn.get_secret_value(), pool_size=pool_size)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def open_postgres_accounts(db: PostgresDatabase, box: SecretBox) -> AsyncIterator[PostgresAccountStore]:
+    store = PostgresAccountStore(db, box)
+    await store.seal_stored_passwords()
+    yield store
+
+
 async def open_sqlite_accounts(db: SqliteDatabase, box: SecretBox) -> AsyncIterator[SqliteAccountStore]:
     store = SqliteAccountStore(db, box)
     sealed = await store.seal_stored_passwords()
@@ -139,34 +159,41 @@ class Container(containers.DeclarativeContainer):
     )
 
     sqlite = providers.Resource(open_sqlite, path=settings.provided.storage.db_path)
+    postgres = providers.Resource(
+        open_postgres, settings.provided.storage.postgres_dsn, settings.provided.storage.postgres_pool_size
+    )
+    box = providers.Callable(secret_box, settings.provided.storage.secret_key)
     memory = providers.Singleton(MemoryState)
 
     messages = providers.Selector(
         settings.provided.storage.backend,
         sqlite=providers.Singleton(SqliteMessageStore, sqlite),
         memory=providers.Singleton(InMemoryMessageStore, memory),
+        postgres=providers.Singleton(PostgresMessageStore, postgres),
     )
     dispatch_queue = providers.Selector(
         settings.provided.storage.backend,
         sqlite=providers.Singleton(SqliteDispatchQueue, sqlite),
         memory=providers.Singleton(InMemoryDispatchQueue, memory),
+        postgres=providers.Singleton(PostgresDispatchQueue, postgres),
     )
     report_queue = providers.Selector(
         settings.provided.storage.backend,
         sqlite=providers.Singleton(SqliteReportQueue, sqlite),
         memory=providers.Singleton(InMemoryReportQueue, memory),
+        postgres=providers.Singleton(PostgresReportQueue, postgres),
     )
     accounts = providers.Selector(
         settings.provided.storage.backend,
-        sqlite=providers.Resource(
-            open_sqlite_accounts, sqlite, providers.Callable(secret_box, settings.provided.storage.secret_key)
-        ),
+        sqlite=providers.Resource(open_sqlite_accounts, sqlite, box),
+        postgres=providers.Resource(open_postgres_accounts, postgres, box),
         memory=providers.Singleton(InMemoryAccountStore, memory),
     )
     service_state = providers.Selector(
         settings.provided.storage.backend,
         sqlite=providers.Singleton(SqliteServiceState, sqlite),
         memory=providers.Singleton(InMemoryServiceState, memory),
+        postgres=providers.Singleton(PostgresServiceState, postgres),
     )
 
     mail_sender = providers.Selector(
@@ -188,6 +215,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.storage.backend,
         sqlite=providers.Singleton(InProcessWorkLocks),
         memory=providers.Singleton(InProcessWorkLocks),
+        postgres=providers.Singleton(PostgresWorkLocks, postgres),
     )
 
     intake = providers.Singleton(IntakeService, messages, accounts, clock, providers.Callable(intake_limits, settings))

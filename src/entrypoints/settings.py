@@ -44,9 +44,17 @@ class ServerSettings(Section):
 
 
 class StorageSettings(Section):
-    backend: Literal["sqlite", "memory"] = "sqlite"
+    backend: Literal["sqlite", "memory", "postgres"] = "sqlite"
     db_path: str = "data/asyncmail.db"
+    postgres_dsn: SecretStr | None = Field(None, description="postgresql://user:password@host:5432/dbname")
+    postgres_pool_size: int = Field(10, ge=2, le=200)
     secret_key: SecretStr | None = Field(None, description="Fernet key: SMTP passwords are encrypted at rest")
+
+    @model_validator(mode="after")
+    def _postgres_needs_dsn(self) -> StorageSettings:
+        if self.backend == "postgres" and not self.postgres_dsn:
+            raise ValueError("backend 'postgres' needs postgres_dsn")
+        return self
 
     @field_validator("secret_key")
     @classmethod

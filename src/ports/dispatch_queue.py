@@ -18,7 +18,11 @@ class DispatchQueue(Protocol):
         ...
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        """Commit outcomes in one transaction: state, attempt log, send history, lease release."""
+        """Commit outcomes in one transaction: state, attempt log, send history, lease release.
+
+        An outcome for a message that is no longer queued (finished, purged) changes nothing and
+        logs no attempt, except that a Sent still enters the send history: the mail went out.
+        """
         ...
 
     async def send_history(self, account_id: str, since: float) -> list[float]:

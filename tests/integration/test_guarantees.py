@@ -42,17 +42,19 @@ class Service:
     def __init__(self, db: Path, log: Path, extra_env: dict[str, str]) -> None:
         self.port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCMAIL_") and k != "API_TOKEN"}
-        env.update({
-            "ASYNCMAIL_STORAGE__DB_PATH": str(db),
-            "ASYNCMAIL_SERVER__PORT": str(self.port),
-            "ASYNCMAIL_DELIVERY__SEND_INTERVAL_SECONDS": "0.2",
-            "ASYNCMAIL_DELIVERY__BATCH_SIZE_PER_ACCOUNT": str(BATCH_SIZE),
-            "ASYNCMAIL_DELIVERY__LEASE_SECONDS": "2",
-            "ASYNCMAIL_SYNC__INTERVAL_SECONDS": "0.2",
-            "ASYNCMAIL_SMTP__TIMEOUT_SECONDS": "5",
-            "ASYNCMAIL_SMTP__HELO_HOSTNAME": "asyncmail.test",
-            **extra_env,
-        })
+        env.update(
+            {
+                "ASYNCMAIL_STORAGE__DB_PATH": str(db),
+                "ASYNCMAIL_SERVER__PORT": str(self.port),
+                "ASYNCMAIL_DELIVERY__SEND_INTERVAL_SECONDS": "0.2",
+                "ASYNCMAIL_DELIVERY__BATCH_SIZE_PER_ACCOUNT": str(BATCH_SIZE),
+                "ASYNCMAIL_DELIVERY__LEASE_SECONDS": "2",
+                "ASYNCMAIL_SYNC__INTERVAL_SECONDS": "0.2",
+                "ASYNCMAIL_SMTP__TIMEOUT_SECONDS": "5",
+                "ASYNCMAIL_SMTP__HELO_HOSTNAME": "asyncmail.test",
+                **extra_env,
+            }
+        )
         self._log_path = log
         self._log = log.open("ab")
         self.process = subprocess.Popen(
@@ -110,8 +112,13 @@ def _received_ids(smtp_server: Any) -> Counter[str]:
 
 def _entry(mid: str) -> dict[str, Any]:
     return {
-        "id": mid, "account_id": "acc", "from": "sender@guarantee.test", "to": ["rcpt@guarantee.test"],
-        "subject": f"crash test {mid}", "body": "x" * 500, "message_id": f"<{mid}@guarantee.test>",
+        "id": mid,
+        "account_id": "acc",
+        "from": "sender@guarantee.test",
+        "to": ["rcpt@guarantee.test"],
+        "subject": f"crash test {mid}",
+        "body": "x" * 500,
+        "message_id": f"<{mid}@guarantee.test>",
     }
 
 
@@ -136,7 +143,9 @@ def test_sigkill_during_dispatch_loses_nothing(tmp_path: Path, smtp_server, repo
     assert service.client.post("/account", json=account).status_code == 200
     ids = [f"M{i:05d}" for i in range(total)]
     for start in range(0, total, 500):
-        answer = service.client.post("/commands/add-messages", json={"messages": [_entry(m) for m in ids[start:start + 500]]})
+        answer = service.client.post(
+            "/commands/add-messages", json={"messages": [_entry(m) for m in ids[start : start + 500]]}
+        )
         assert answer.json()["queued"] == 500, answer.text
     service.client.post("/commands/activate")
 
@@ -144,7 +153,7 @@ def test_sigkill_during_dispatch_loses_nothing(tmp_path: Path, smtp_server, repo
     # Kill at random points of the dispatch: each time a further random share of the mail has arrived.
     targets = sorted(rng.sample(range(total // 20, total * 9 // 10), kills))
     for target in targets:
-        _wait(lambda: len(smtp_server.messages) >= target, 60, f"{target} deliveries", poll=0.002)
+        _wait(lambda target=target: len(smtp_server.messages) >= target, 60, f"{target} deliveries", poll=0.002)
         killed_at.append(len(smtp_server.messages))
         service.kill()
         service = Service(db, log, env)
@@ -158,9 +167,11 @@ def test_sigkill_during_dispatch_loses_nothing(tmp_path: Path, smtp_server, repo
 
     received = _received_ids(smtp_server)
     duplicates = sum(received.values()) - len(received)
-    print(f"\ncrash test: messages={total} kills={kills} received_before_each_kill={killed_at} "
-          f"smtp_deliveries={sum(received.values())} duplicates={duplicates} lost={total - len(set(received) & set(ids))} "
-          f"status={status}")
+    lost = total - len(set(received) & set(ids))
+    print(
+        f"\ncrash test: messages={total} kills={kills} received_before_each_kill={killed_at} "
+        f"smtp_deliveries={sum(received.values())} duplicates={duplicates} lost={lost} status={status}"
+    )
     assert set(received) == set(ids)
     assert status["sent"] == total and status["queued"] == 0 and status["error"] == 0
     # Only a batch whose SMTP 250s came before its commit can be sent twice: at most one batch per kill.
@@ -175,8 +186,13 @@ def test_rate_limit_holds_across_restart(tmp_path: Path, smtp_server, services) 
     db, log = tmp_path / "limits.db", tmp_path / "service.log"
     service = Service(db, log, {})
     services.append(service)
-    account = {"id": "acc", "host": smtp_server.host, "port": smtp_server.port, "starttls": "off",
-               "limit_per_minute": limit}
+    account = {
+        "id": "acc",
+        "host": smtp_server.host,
+        "port": smtp_server.port,
+        "starttls": "off",
+        "limit_per_minute": limit,
+    }
     service.client.post("/account", json=account)
     service.client.post("/commands/add-messages", json={"messages": [_entry(f"R{i}") for i in range(12)]})
     _wait(lambda: len(smtp_server.messages) >= limit, 30, f"{limit} sends")

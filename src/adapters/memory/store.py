@@ -134,6 +134,8 @@ class InMemoryDispatchQueue(DispatchQueue):
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:
+            if isinstance(outcome, Sent):
+                self.state.send_log.append((outcome.account_id, outcome.ts))  # the mail went out: it counts
             row = self.state.rows.get(outcome.message_id)
             if row is None or row.record.status is not MessageStatus.QUEUED:
                 continue
@@ -220,7 +222,8 @@ class InMemoryAccountStore(AccountStore):
         if unsent and not force:
             raise AccountInUse(f"account {account_id!r} has {len(unsent)} unsent messages; use force=true to fail them")
         for row in unsent:
-            _apply(self.state, row, Failed(row.record.id, account_id, now, f"account {account_id!r} was deleted"))
+            deleted = Failed(row.record.id, account_id, now, f"account {account_id!r} was deleted")
+            _apply(self.state, row, deleted, is_attempt=False)
         del self.state.accounts[account_id]
         return len(unsent)
 
@@ -236,9 +239,9 @@ class InMemoryServiceState(ServiceState):
         self.state.active = active
 
 
-def _apply(state: MemoryState, row: Row, outcome: Outcome) -> None:
+def _apply(state: MemoryState, row: Row, outcome: Outcome, is_attempt: bool = True) -> None:
     record = row.record
-    counts = not isinstance(outcome, Deferred) or outcome.counts_as_attempt
+    counts = is_attempt and (not isinstance(outcome, Deferred) or outcome.counts_as_attempt)
     attempts = record.attempts + (1 if counts else 0)
     first = record.first_attempt_ts if record.first_attempt_ts is not None or not counts else outcome.ts
     if isinstance(outcome, Sent):
@@ -249,7 +252,6 @@ def _apply(state: MemoryState, row: Row, outcome: Outcome) -> None:
             error=None,
             refused_recipients=outcome.refused_recipients,
         )
-        state.send_log.append((outcome.account_id, outcome.ts))
         state.attempts.append(
             Attempt(outcome.message_id, outcome.ts, AttemptOutcome.SENT, outcome.code, outcome.detail)
         )

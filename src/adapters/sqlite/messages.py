@@ -169,6 +169,11 @@ class SqliteDispatchQueue(DispatchQueue):
         deferred = [o for o in outcomes if isinstance(o, Deferred)]
         async with self._db.transaction() as conn:
             await conn.executemany(
+                "INSERT INTO attempts (message_id, ts, outcome, code, detail) SELECT ?, ?, ?, ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM messages WHERE id = ? AND status = 'queued')",
+                [(*_attempt_row(o), o.message_id) for o in outcomes],
+            )
+            await conn.executemany(
                 "UPDATE messages SET status = 'sent', sent_ts = ?, finished_ts = ?, error = NULL, refused = ?,"
                 " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, ?), version = version + 1"
                 " WHERE id = ? AND status = 'queued'",
@@ -191,10 +196,6 @@ class SqliteDispatchQueue(DispatchQueue):
             )
             await conn.executemany(
                 "INSERT INTO send_log (account_id, ts) VALUES (?, ?)", [(o.account_id, o.ts) for o in sent]
-            )
-            await conn.executemany(
-                "INSERT INTO attempts (message_id, ts, outcome, code, detail) VALUES (?, ?, ?, ?, ?)",
-                [_attempt_row(o) for o in outcomes],
             )
 
     async def send_history(self, account_id: str, since: float) -> list[float]:

@@ -82,7 +82,7 @@ async def test_rate_limit_defers_until_a_slot_frees(start_api, msg) -> None:
     await client.post("/commands/run-now")
     assert await _outbox_ids(client) == ["M0", "M1", "M2", "M3", "M4"]
     reports = [r for batch in (await client.get("/test/reports")).json()["batches"] for r in batch]
-    assert [r["deferred_ts"] for r in reports if r["id"] == "M2"][0] == int(FROZEN_START + 60)
+    assert next(r["deferred_ts"] for r in reports if r["id"] == "M2") == int(FROZEN_START + 60)
     assert any(r["id"] == "M4" and r["sent_ts"] for r in reports)
 
 

@@ -1,0 +1,144 @@
+"""PostgreSQL AccountStore and ServiceState."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from adapters.postgres.database import PostgresDatabase
+from adapters.secret_box import PREFIX, PlainSecretBox, SecretBox
+from core.errors import AccountInUse, AccountNotFound
+from core.model import Account, LimitBehavior, RateLimits, StartTls
+from ports.account_store import AccountStore
+from ports.service_state import ServiceState
+
+_COLUMNS = (
+    "id, host, port, username, password, use_tls, per_minute, per_hour, per_day, limit_behavior, batch_size,"
+    " starttls, allow_insecure_auth, max_connections, ttl_seconds"
+)
+
+
+def _account(row: asyncpg.Record, box: SecretBox) -> Account:
+    return Account(
+        id=row["id"],
+        host=row["host"],
+        port=row["port"],
+        user=row["username"],
+        password=box.open(row["password"]) if row["password"] is not None else None,
+        use_tls=row["use_tls"],
+        limits=RateLimits(row["per_minute"], row["per_hour"], row["per_day"]),
+        limit_behavior=LimitBehavior(row["limit_behavior"]),
+        batch_size=row["batch_size"],
+        starttls=StartTls(row["starttls"]),
+        allow_insecure_auth=row["allow_insecure_auth"],
+        max_connections=row["max_connections"],
+        ttl_seconds=row["ttl_seconds"],
+    )
+
+
+class PostgresAccountStore(AccountStore):
+    """Passwords go through `box`: sealed when written, opened when read."""
+
+    def __init__(self, db: PostgresDatabase, box: SecretBox | None = None) -> None:
+        self._db = db
+        self._box: SecretBox = box or PlainSecretBox()
+
+    async def seal_stored_passwords(self) -> int:
+        """Encrypt passwords stored before a key was configured; check the others open. Returns how many."""
+        async with self._db.transaction() as conn:
+            rows = await conn.fetch("SELECT id, password FROM accounts WHERE password IS NOT NULL FOR UPDATE")
+            plain = [(row["id"], self._box.open(row["password"])) for row in rows]
+            plain = [
+                (aid, pw) for (aid, pw), row in zip(plain, rows, strict=True) if not row["password"].startswith(PREFIX)
+            ]
+            if not self._box.encrypts or not plain:
+                return 0
+            await conn.executemany(
+                "UPDATE accounts SET password = $1 WHERE id = $2", [(self._box.seal(pw), aid) for aid, pw in plain]
+            )
+        return len(plain)
+
+    async def upsert(self, account: Account) -> Account:
+        a = account
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(
+                f"INSERT INTO accounts ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+                " $14, $15) ON CONFLICT (id) DO UPDATE SET host = excluded.host, port = excluded.port,"
+                " username = excluded.username, password = coalesce(excluded.password, accounts.password),"
+                " use_tls = excluded.use_tls, per_minute = excluded.per_minute, per_hour = excluded.per_hour,"
+                " per_day = excluded.per_day, limit_behavior = excluded.limit_behavior,"
+                " batch_size = excluded.batch_size, starttls = excluded.starttls,"
+                " allow_insecure_auth = excluded.allow_insecure_auth, max_connections = excluded.max_connections,"
+                f" ttl_seconds = excluded.ttl_seconds RETURNING {_COLUMNS}",
+                a.id,
+                a.host,
+                a.port,
+                a.user,
+                self._box.seal(a.password) if a.password is not None else None,
+                a.use_tls,
+                a.limits.per_minute,
+                a.limits.per_hour,
+                a.limits.per_day,
+                a.limit_behavior.value,
+                a.batch_size,
+                a.starttls.value,
+                a.allow_insecure_auth,
+                a.max_connections,
+                a.ttl_seconds,
+            )
+        assert row is not None
+        return _account(row, self._box)
+
+    async def get(self, account_id: str) -> Account | None:
+        row = await self._db.pool.fetchrow(f"SELECT {_COLUMNS} FROM accounts WHERE id = $1", account_id)
+        return _account(row, self._box) if row else None
+
+    async def list(self) -> list[Account]:
+        rows = await self._db.pool.fetch(f"SELECT {_COLUMNS} FROM accounts ORDER BY id")
+        return [_account(row, self._box) for row in rows]
+
+    async def delete(self, account_id: str, force: bool, now: float) -> int:
+        async with self._db.transaction() as conn:
+            found = await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", account_id)
+            if found is None:
+                raise AccountNotFound(f"no account {account_id!r}")
+            unsent = await conn.fetchval(
+                "SELECT count(*) FROM messages WHERE account_id = $1 AND status = 'queued'", account_id
+            )
+            if unsent and not force:
+                raise AccountInUse(f"account {account_id!r} has {unsent} unsent messages; use force=true to fail them")
+            reason = f"account {account_id!r} was deleted"
+            await conn.execute(
+                "INSERT INTO attempts (message_id, ts, outcome, code, detail)"
+                " SELECT id, $1, 'permanent_failure', NULL, $2 FROM messages"
+                " WHERE account_id = $3 AND status = 'queued'",
+                now,
+                reason,
+                account_id,
+            )
+            await conn.execute(
+                "UPDATE messages SET status = 'error', error_ts = $1, finished_ts = $1, error = $2,"
+                " version = version + 1 WHERE account_id = $3 AND status = 'queued'",
+                now,
+                reason,
+                account_id,
+            )
+            await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
+        return int(unsent)
+
+
+class PostgresServiceState(ServiceState):
+    """Shared by every replica: suspend/activate applies to all of them."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+
+    async def is_active(self) -> bool:
+        value = await self._db.pool.fetchval("SELECT value FROM service_state WHERE key = 'active'")
+        return value is None or value == "1"
+
+    async def set_active(self, active: bool) -> None:
+        await self._db.pool.execute(
+            "INSERT INTO service_state (key, value) VALUES ('active', $1)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "1" if active else "0",
+        )
