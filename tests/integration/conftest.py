@@ -26,6 +26,7 @@ import email.policy
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -65,6 +66,8 @@ class ReceivedMail:
     """The message exactly as received (CRLF line endings)."""
     peer: tuple[str, int]
     """Client address of the connection that delivered it; equal peers mean one reused connection."""
+    received_at: float = 0.0
+    """time.monotonic() when the server answered 250 to DATA (for rate-limit windows)."""
 
     @property
     def email(self) -> EmailMessage:
@@ -170,7 +173,9 @@ class SmtpServer:
         content = envelope.original_content or envelope.content
         assert isinstance(content, bytes)
         self.messages.append(
-            ReceivedMail(str(envelope.mail_from), tuple(envelope.rcpt_tos), content, tuple(session.peer))
+            ReceivedMail(
+                str(envelope.mail_from), tuple(envelope.rcpt_tos), content, tuple(session.peer), time.monotonic()
+            )
         )
         return "250 OK"
 

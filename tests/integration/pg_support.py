@@ -61,6 +61,6 @@ async def drop_schema(name: str) -> None:
 
 
 def dsn_with_schema(name: str) -> str:
-    """A DSN whose connections use `name` as search_path (for child processes)."""
+    """A DSN whose connections use `name` as search_path (asyncpg passes unknown query keys as settings)."""
     separator = "&" if "?" in DSN else "?"
-    return f"{DSN}{separator}options=-csearch_path%3D{name}"
+    return f"{DSN}{separator}search_path={name}"

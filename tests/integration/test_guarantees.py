@@ -7,89 +7,21 @@ Figures are printed (run with -s to see them); what is asserted is the guarantee
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from service_process import BATCH_SIZE, Service, wait_until
 
 pytestmark = pytest.mark.slow
 
 MESSAGE_ID = re.compile(rb"^Message-ID: <([^@>]+)@guarantee\.test>", re.MULTILINE)
-BATCH_SIZE = 50
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Service:
-    """One asyncmail process; `kill()` is SIGKILL, `stop()` is a graceful SIGTERM."""
-
-    def __init__(self, db: Path, log: Path, extra_env: dict[str, str]) -> None:
-        self.port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCMAIL_") and k != "API_TOKEN"}
-        env.update(
-            {
-                "ASYNCMAIL_STORAGE__DB_PATH": str(db),
-                "ASYNCMAIL_SERVER__PORT": str(self.port),
-                "ASYNCMAIL_DELIVERY__SEND_INTERVAL_SECONDS": "0.2",
-                "ASYNCMAIL_DELIVERY__BATCH_SIZE_PER_ACCOUNT": str(BATCH_SIZE),
-                "ASYNCMAIL_DELIVERY__LEASE_SECONDS": "2",
-                "ASYNCMAIL_SYNC__INTERVAL_SECONDS": "0.2",
-                "ASYNCMAIL_SMTP__TIMEOUT_SECONDS": "5",
-                "ASYNCMAIL_SMTP__HELO_HOSTNAME": "asyncmail.test",
-                **extra_env,
-            }
-        )
-        self._log_path = log
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "entrypoints.cli", "serve"], env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"asyncmail exited with {self.process.returncode} during start-up")
-            try:
-                if self.client.get("/status").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise TimeoutError("asyncmail did not answer /status within 30 s")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-        self._close()
-
-    def stop(self) -> bool:
-        """SIGTERM; True when the process shut down cleanly (uvicorn re-raises SIGTERM once it is done)."""
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(30)
-        self._close()
-        return code in (0, -signal.SIGTERM) and b"Application shutdown complete" in self._log_path.read_bytes()
-
-    def _close(self) -> None:
-        self.client.close()
-        self._log.close()
 
 
 @pytest.fixture
@@ -122,14 +54,6 @@ def _entry(mid: str) -> dict[str, Any]:
     }
 
 
-def _wait(condition: Any, timeout: float, what: str, poll: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
-
-
 def test_sigkill_during_dispatch_loses_nothing(tmp_path: Path, smtp_server, report_receiver, services) -> None:
     total, kills = 5000, 6
     db, log = tmp_path / "crash.db", tmp_path / "service.log"
@@ -153,15 +77,15 @@ def test_sigkill_during_dispatch_loses_nothing(tmp_path: Path, smtp_server, repo
     # Kill at random points of the dispatch: each time a further random share of the mail has arrived.
     targets = sorted(rng.sample(range(total // 20, total * 9 // 10), kills))
     for target in targets:
-        _wait(lambda target=target: len(smtp_server.messages) >= target, 60, f"{target} deliveries", poll=0.002)
+        wait_until(lambda target=target: len(smtp_server.messages) >= target, 60, f"{target} deliveries", poll=0.002)
         killed_at.append(len(smtp_server.messages))
         service.kill()
         service = Service(db, log, env)
         services.append(service)
 
-    _wait(lambda: set(_received_ids(smtp_server)) >= set(ids), 180, "every message at the SMTP server")
+    wait_until(lambda: set(_received_ids(smtp_server)) >= set(ids), 180, "every message at the SMTP server")
     reported_sent = lambda: {r["id"] for r in report_receiver.reports if r["sent_ts"] is not None}  # noqa: E731
-    _wait(lambda: reported_sent() >= set(ids), 120, "a 'sent' report for every message")
+    wait_until(lambda: reported_sent() >= set(ids), 120, "a 'sent' report for every message")
     status = service.client.get("/status").json()["queue"]
     assert service.stop()
 
@@ -195,7 +119,7 @@ def test_rate_limit_holds_across_restart(tmp_path: Path, smtp_server, services) 
     }
     service.client.post("/account", json=account)
     service.client.post("/commands/add-messages", json={"messages": [_entry(f"R{i}") for i in range(12)]})
-    _wait(lambda: len(smtp_server.messages) >= limit, 30, f"{limit} sends")
+    wait_until(lambda: len(smtp_server.messages) >= limit, 30, f"{limit} sends")
     service.kill()
     restarted = Service(db, log, {})
     services.append(restarted)

@@ -64,7 +64,7 @@ async def test_encrypted_passwords_without_the_key_fail_clearly(tmp_path: Path) 
 def test_malformed_key_is_a_configuration_error(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ASYNCMAIL_STORAGE__SECRET_KEY", "not-a-key")
-    with pytest.raises(ConfigError, match="storage.secret_key: Value error, \\[storage\\] secret_key must be"):
+    with pytest.raises(ConfigError, match=r"storage\.secret_key: Value error, \[storage\] secret_key must be"):
         load_settings()
 
 
