@@ -35,7 +35,7 @@ def test_check_config_prints_effective_settings_without_secrets(tmp_path: Path) 
             {"ASYNCMAIL_DELIVERY__SEND_INTERVAL_SECONDS": "-1"},
             "delivery.send_interval_seconds: Input should be greater than 0",
         ),
-        ({"ASYNCMAIL_STORAGE__BACKEND": "oracle"}, "storage.backend: Input should be 'sqlite' or 'memory'"),
+        ({"ASYNCMAIL_STORAGE__BACKEND": "oracle"}, "storage.backend: Input should be 'sqlite', 'memory' or 'postgres'"),
         (
             {"ASYNCMAIL_SYNC__PROXY_SYNC_URL": "ftp://x"},
             "sync.proxy_sync_url: Value error, must be an http:// or https:// URL",
