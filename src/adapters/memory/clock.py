@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 from ports.clock import Clock
+
+MAX_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z
 
 
 class FrozenClock(Clock):
@@ -23,6 +26,8 @@ class FrozenClock(Clock):
     def set(self, ts: float) -> float:
         if ts < self._now:
             raise ValueError("a frozen clock only moves forward")
+        if not math.isfinite(ts) or ts > MAX_TS:
+            raise ValueError("a frozen clock stops at the end of year 9999")
         self._now = float(ts)
         if self._moved is not None:
             self._moved.set()

@@ -69,7 +69,7 @@ class SqliteMessageStore(MessageStore):
         async with self._db.transaction() as conn:
             existing = await _existing_ids(conn, [m.id for m in messages])
             await conn.executemany(
-                "INSERT OR IGNORE INTO messages (id, account_id, priority, status, payload, created_ts, available_at,"
+                "INSERT INTO messages (id, account_id, priority, status, payload, created_ts, available_at,"
                 " deferred_ts) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
                 [row for row in rows if row[0] not in existing],
             )

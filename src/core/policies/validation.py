@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from dataclasses import dataclass
 
@@ -107,6 +108,8 @@ def message_problem(message: Message, limits: IntakeLimits) -> str | None:
 
 
 def _identity_problem(message: Message) -> str | None:
+    if message.deferred_ts is not None and not (math.isfinite(message.deferred_ts) and message.deferred_ts >= 0):
+        return "deferred_ts must be a finite, non-negative POSIX time"
     if not message.id.strip():
         return "missing id"
     if has_forbidden_chars(message.id) or len(message.id) > 255:

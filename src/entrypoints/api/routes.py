@@ -12,6 +12,8 @@ from core.policies.priority import parse_priority
 from entrypoints.api.convert import account_out, message_out, to_account, to_message
 from entrypoints.api.deps import AppServices, services
 from entrypoints.api.schemas import (
+    COMMON_ERRORS,
+    ERROR,
     AccountIn,
     AccountResponse,
     AccountsResponse,
@@ -20,7 +22,6 @@ from entrypoints.api.schemas import (
     AddMessagesResponse,
     AttemptOut,
     DeleteAccountResponse,
-    ErrorResponse,
     MessageDetailResponse,
     MessagesResponse,
     OkResponse,
@@ -32,7 +33,7 @@ from ports.message_store import InvalidCursor
 
 Services = Annotated[AppServices, Depends(services)]
 router = APIRouter()
-ERRORS: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}}
+ERRORS: dict[int | str, dict[str, Any]] = {400: ERROR, **COMMON_ERRORS}
 
 
 @router.post("/commands/add-messages", response_model=AddMessagesResponse, tags=["commands"], responses=ERRORS)
@@ -90,7 +91,7 @@ async def list_accounts(svc: Services) -> AccountsResponse:
     "/account/{account_id}",
     response_model=DeleteAccountResponse,
     tags=["accounts"],
-    responses={**ERRORS, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+    responses={**ERRORS, 404: ERROR, 409: ERROR},
 )
 async def delete_account(
     account_id: str,
@@ -112,7 +113,9 @@ async def list_messages(
     state: Annotated[Literal["queued", "sent", "error"] | None, Query(description="stored state filter")] = None,
     account_id: Annotated[str | None, Query(max_length=255)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=40, description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the previous page")
+    ] = None,
 ) -> MessagesResponse:
     """Messages in insertion order, a page at a time (keyset pagination: fast at any table size)."""
     try:
@@ -127,7 +130,7 @@ async def list_messages(
     "/messages/{message_id}",
     response_model=MessageDetailResponse,
     tags=["messages"],
-    responses={**ERRORS, 404: {"model": ErrorResponse}},
+    responses={**ERRORS, 404: ERROR},
 )
 async def get_message(message_id: str, svc: Services) -> MessageDetailResponse:
     record = await svc.messages.get(message_id)

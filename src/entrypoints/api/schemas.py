@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, StrictInt, StrictStr
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class AttachmentIn(Strict):
@@ -20,7 +20,7 @@ class AttachmentIn(Strict):
 class MessagePayload(Strict):
     """One entry of add-messages. Unknown fields are rejected (per entry, with a reason)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     id: str
     account_id: str
@@ -46,7 +46,7 @@ class AddMessagesRequest(Strict):
         json_schema_extra={"items": {"$ref": "#/components/schemas/MessagePayload"}},
         description="entries are validated one by one; a bad entry is rejected alone",
     )
-    default_priority: int | str | None = None
+    default_priority: StrictInt | StrictStr | None = None
 
 
 class RejectedItem(BaseModel):
@@ -75,7 +75,7 @@ class AccountIn(Strict):
     port: int = Field(587, ge=1, le=65535)
     user: str | None = None
     password: SecretStr | None = Field(None, description="omit on update to keep the stored one")
-    use_tls: bool = Field(False, description="implicit TLS (port 465 style)")
+    use_tls: StrictBool = Field(False, description="implicit TLS (port 465 style)")
     limit_per_minute: int | None = Field(None, ge=1)
     limit_per_hour: int | None = Field(None, ge=1)
     limit_per_day: int | None = Field(None, ge=1)
@@ -84,7 +84,7 @@ class AccountIn(Strict):
     starttls: Literal["opportunistic", "required", "off"] = Field(
         "opportunistic", description="on a plain connection: use STARTTLS when offered, require it, or never"
     )
-    allow_insecure_auth: bool = Field(False, description="allow AUTH over an unencrypted connection")
+    allow_insecure_auth: StrictBool = Field(False, description="allow AUTH over an unencrypted connection")
     max_connections: int = Field(4, ge=1, le=64, description="pooled SMTP connections to this server")
     ttl: float = Field(300.0, gt=0, le=86_400, description="seconds an idle pooled connection is kept")
 
@@ -198,3 +198,8 @@ class StatusResponse(BaseModel):
 class ErrorResponse(BaseModel):
     ok: bool = False
     detail: str
+
+
+ERROR = {"model": ErrorResponse}
+# Documented on every route: token refused, body too large, request not valid.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {401: ERROR, 413: ERROR, 422: ERROR}

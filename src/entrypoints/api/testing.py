@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.http.report_sink import report_item
 from adapters.memory.clock import FrozenClock
 from adapters.memory.mail_sender import RecordingMailSender
 from adapters.memory.report_sink import RecordingReportSink
+from entrypoints.api.schemas import COMMON_ERRORS, ERROR
+
+MAX_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last moment a Date header can carry
 
 
 class OutboxItem(BaseModel):
@@ -32,8 +35,10 @@ class ClockResponse(BaseModel):
 
 
 class ClockMove(BaseModel):
-    advance: float | None = Field(None, ge=0, description="seconds to move forward")
-    set: float | None = Field(None, ge=0, description="absolute POSIX time (not earlier than now)")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    advance: float | None = Field(None, ge=0, le=MAX_TS, description="seconds to move forward")
+    set: float | None = Field(None, ge=0, le=MAX_TS, description="absolute POSIX time (not earlier than now)")
 
 
 class ReportsResponse(BaseModel):
@@ -42,7 +47,7 @@ class ReportsResponse(BaseModel):
 
 
 def testing_router(sender: RecordingMailSender, clock: FrozenClock, sink: RecordingReportSink | None) -> APIRouter:
-    router = APIRouter(prefix="/test", tags=["test_mode"])
+    router = APIRouter(prefix="/test", tags=["test_mode"], responses={400: ERROR, 404: ERROR, **COMMON_ERRORS})
 
     @router.get("/outbox", response_model=OutboxResponse)
     async def outbox() -> OutboxResponse:

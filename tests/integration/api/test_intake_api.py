@@ -114,3 +114,15 @@ async def test_bad_default_priority_is_a_request_level_error(api, msg) -> None:
     response = await api.post("/commands/add-messages", json={"messages": [msg("M1")], "default_priority": "soon"})
     assert response.status_code == 400
     assert "default_priority" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-1", "1e309"])
+async def test_non_finite_or_negative_deferred_ts_is_rejected_not_dropped(api, literal) -> None:
+    body = (
+        '{"messages": [{"id": "M1", "account_id": "accA", "from": "a@example.com", "to": ["b@example.org"],'
+        f' "deferred_ts": {literal}}}]}}'
+    )
+    response = await api.post("/commands/add-messages", content=body, headers={"content-type": "application/json"})
+    assert response.json()["queued"] == 0
+    assert "deferred_ts" in response.json()["rejected"][0]["reason"]
+    assert (await api.get("/status")).json()["queue"]["queued"] == 0
