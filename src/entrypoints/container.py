@@ -81,6 +81,7 @@ def dispatch_config(settings: Settings) -> DispatchConfig:
         max_delay_seconds=d.retry_max_delay_seconds,
         max_attempts=d.retry_max_attempts,
         max_lifetime_seconds=d.retry_max_lifetime_seconds,
+        jitter=d.retry_jitter,
     )
     return DispatchConfig(
         batch_size_per_account=d.batch_size_per_account,

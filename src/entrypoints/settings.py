@@ -81,6 +81,7 @@ class DeliverySettings(Section):
     retry_max_delay_seconds: float = Field(3600.0, gt=0)
     retry_max_attempts: int = Field(30, ge=1)
     retry_max_lifetime_seconds: float = Field(5 * 86400.0, gt=0)
+    retry_jitter: float = Field(0.1, ge=0, le=1)
     throttle_seconds: float = Field(60.0, ge=0)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
 

@@ -89,8 +89,8 @@ def _attachment_part(attachment: Attachment) -> bytes:
 def _multipart(subtype: str, parts: list[bytes]) -> bytes:
     boundary = "=_am_" + uuid.uuid4().hex
     out = bytearray(f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n'.encode("ascii"))
-    for part in parts:
-        out += f"--{boundary}\r\n".encode("ascii") + part
+    for part in parts:  # the CRLF before a delimiter belongs to the delimiter, not to the part
+        out += f"--{boundary}\r\n".encode("ascii") + part + CRLF
     out += f"--{boundary}--\r\n".encode("ascii")
     return bytes(out)
 

@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from dataclasses import dataclass, field
 
 import aiosmtplib
 
-from adapters.smtp.builder import envelope_for, message_bytes
+from adapters.smtp.builder import Envelope, envelope_for, message_bytes
 from core.model import Account, Message, StartTls
 from ports.clock import Clock
 from ports.mail_sender import MailSender, PermanentSendError, SendReceipt, TransientSendError
 
 log = logging.getLogger(__name__)
 
-THROTTLE_CODES = frozenset({421, 450, 451, 452, 454})
+ALWAYS_THROTTLING = frozenset({421, 454})
+# 450/451/452 throttle only when the text says so; otherwise they are greylisting or a full mailbox.
+THROTTLING_WHEN_WORDED = frozenset({450, 451, 452})
+RATE_WORDING = re.compile(r"rate|too many|throttl|limit|slow down|exceeded|frequency", re.IGNORECASE)
+
+
+def is_throttling(code: int, text: str) -> bool:
+    return code in ALWAYS_THROTTLING or (code in THROTTLING_WHEN_WORDED and bool(RATE_WORDING.search(text)))
+
+
 HEALTH_CHECK_AFTER_SECONDS = 15.0
 
 
@@ -64,7 +74,7 @@ class AiosmtplibMailSender(MailSender):
         async with pool.slots:
             conn = await self._checkout(pool, account)
             try:
-                errors, reply = await conn.client.sendmail(envelope.sender, list(envelope.recipients), data)
+                errors, reply = await _transmit(conn.client, envelope, data)
             except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
                 code = getattr(exc, "code", None)
                 self._checkin(pool, conn, reusable=code != 421)
@@ -76,9 +86,8 @@ class AiosmtplibMailSender(MailSender):
                 _discard(conn)
                 raise
             self._checkin(pool, conn, reusable=True)
-        refused = {rcpt: f"{resp.code} {resp.message}" for rcpt, resp in errors.items()}
-        code, _, text = reply.partition(" ")
-        return SendReceipt(int(code) if code.isdigit() else 250, text or reply, refused)
+        refused = {rcpt: f"{exc.code} {exc.message}" for rcpt, exc in errors.items()}
+        return SendReceipt(reply.code, reply.message, refused)
 
     async def close(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
@@ -165,13 +174,54 @@ class AiosmtplibMailSender(MailSender):
                 raise _refuse(
                     client, f"{account.host}:{account.port} does not offer STARTTLS, which the account requires"
                 )
-        encrypted = client.get_transport_info("sslobject") is not None
+        encrypted = client.get_transport_info("ssl_object") is not None
         if account.user and account.password and not encrypted and not account.allow_insecure_auth:
             raise _refuse(
                 client,
                 f"refusing to send credentials to {account.host}:{account.port} over an unencrypted connection "
                 "(enable use_tls or STARTTLS, or set allow_insecure_auth)",
             )
+
+
+async def _transmit(
+    client: aiosmtplib.SMTP, envelope: Envelope, data: bytes
+) -> tuple[dict[str, aiosmtplib.SMTPRecipientRefused], aiosmtplib.SMTPResponse]:
+    """MAIL, RCPT each recipient, DATA; returns (refused recipients, the DATA reply).
+
+    Done step by step rather than with sendmail() so that a 421 to one RCPT (after which the server
+    closes the connection) surfaces as that 421, not as a disconnect on the next recipient.
+    """
+    options = [f"SIZE={len(data)}"] if client.supports_extension("size") else []
+    utf8 = not (envelope.sender.isascii() and all(r.isascii() for r in envelope.recipients))
+    if utf8:
+        options.append("SMTPUTF8")
+    encoding = "utf-8" if utf8 else "ascii"
+    await client.mail(envelope.sender, options=options, encoding=encoding)
+    refused: dict[str, aiosmtplib.SMTPRecipientRefused] = {}
+    try:
+        for recipient in envelope.recipients:
+            try:
+                await client.rcpt(recipient, encoding=encoding)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                if exc.code == 421:
+                    raise
+                refused[recipient] = exc
+        if len(refused) == len(envelope.recipients):
+            raise aiosmtplib.SMTPRecipientsRefused(list(refused.values()))
+        reply = await client.data(data)
+    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+        await _reset(client)
+        raise
+    return refused, reply
+
+
+async def _reset(client: aiosmtplib.SMTP) -> None:
+    """RSET after a refusal so the session can carry the next message."""
+    if client.is_connected:
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
 
 
 def _refuse(client: aiosmtplib.SMTP, reason: str) -> TransientSendError:
@@ -212,14 +262,16 @@ def classify(exc: aiosmtplib.SMTPException) -> TransientSendError | PermanentSen
         detail = "all recipients refused: " + "; ".join(f"{e.recipient}: {e.code} {e.message}" for e in exc.recipients)
         if codes and all(code >= 500 for code in codes):
             return PermanentSendError(detail, codes[0])
-        temporary = [code for code in codes if code < 500]
+        temporary = [err for err in exc.recipients if err.code < 500]
         return TransientSendError(
-            detail, temporary[0] if temporary else None, throttled=any(code in THROTTLE_CODES for code in codes)
+            detail,
+            temporary[0].code if temporary else None,
+            throttled=any(is_throttling(err.code, err.message) for err in temporary),
         )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         if exc.code >= 500:
             return PermanentSendError(exc.message, exc.code)
-        return TransientSendError(exc.message, exc.code, throttled=exc.code in THROTTLE_CODES)
+        return TransientSendError(exc.message, exc.code, throttled=is_throttling(exc.code, exc.message))
     if isinstance(exc, aiosmtplib.SMTPTimeoutError | aiosmtplib.SMTPConnectTimeoutError):
         return TransientSendError(f"timeout: {exc}")
     return TransientSendError(f"{type(exc).__name__}: {exc}")

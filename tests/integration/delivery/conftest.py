@@ -1,0 +1,149 @@
+"""Fixtures for the real-delivery tests: TLS/AUTH SMTP servers, fault servers, senders, SQLite dispatch, the API.
+
+`smtp_server`, `report_receiver` and `closed_port` come from tests/integration/conftest.py.
+
+`tls_cert`        a self-signed certificate for 127.0.0.1/localhost (once per session)
+`secure_smtp`     secure_smtp(implicit_tls=..., starttls=..., users=..., auth_require_tls=...) -> SecureSmtpServer
+`raw_smtp`        raw_smtp("hang") / raw_smtp("drop_in_data", "normal") -> RawSmtpServer
+`clock`           a FrozenClock at T0
+`make_sender`     make_sender(timeout=..., tls_context=...) -> AiosmtplibMailSender, closed after the test
+`dispatch_world`  SQLite stores in tmp_path + the frozen clock: .add_account, .enqueue, .dispatcher(sender, config)
+`start_api`       like tests/integration/api's: start_api(**sections) -> httpx client on create_app's lifespan
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from delivery_support import (
+    T0,
+    DispatchWorld,
+    RawSmtpServer,
+    SecureSmtpServer,
+    SelfSignedCert,
+    StartApi,
+    make_self_signed_cert,
+    start_secure_smtp,
+)
+
+from adapters.memory.clock import FrozenClock
+from adapters.smtp.sender import AiosmtplibMailSender
+from adapters.sqlite.database import SqliteDatabase
+from entrypoints.api.app import create_app
+from entrypoints.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _quiet_mail_servers() -> Iterator[None]:
+    """aiosmtpd logs every connection at INFO; keep caplog about asyncmail (restored after the test)."""
+    logger = logging.getLogger("mail.log")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> SelfSignedCert:
+    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def secure_smtp(tls_cert: SelfSignedCert) -> Iterator[Callable[..., SecureSmtpServer]]:
+    stops: list[Callable[[], None]] = []
+
+    def start(**options: Any) -> SecureSmtpServer:
+        server, stop = start_secure_smtp(tls_cert, **options)
+        stops.append(stop)
+        return server
+
+    try:
+        yield start
+    finally:
+        for stop in stops:
+            stop()
+
+
+@pytest.fixture
+def raw_smtp() -> Iterator[Callable[..., RawSmtpServer]]:
+    servers: list[RawSmtpServer] = []
+
+    def start(*script: str) -> RawSmtpServer:
+        server = RawSmtpServer(list(script))
+        server.start()
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+async def make_sender(clock: FrozenClock) -> AsyncIterator[Callable[..., AiosmtplibMailSender]]:
+    senders: list[AiosmtplibMailSender] = []
+
+    def make(**kwargs: Any) -> AiosmtplibMailSender:
+        kwargs.setdefault("timeout", 3.0)
+        kwargs.setdefault("helo_hostname", "client.test")
+        sender = AiosmtplibMailSender(clock, **kwargs)
+        senders.append(sender)
+        return sender
+
+    try:
+        yield make
+    finally:
+        for sender in senders:
+            await sender.close()
+
+
+@pytest.fixture
+async def dispatch_world(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[DispatchWorld]:
+    db = SqliteDatabase(str(tmp_path / "dispatch.db"))
+    await db.open()
+    try:
+        yield DispatchWorld(db, clock)
+    finally:
+        await db.close()
+
+
+def api_settings(db_path: Path, **sections: dict[str, Any]) -> Settings:
+    base: dict[str, dict[str, Any]] = {
+        "storage": {"backend": "sqlite", "db_path": str(db_path)},
+        "delivery": {"test_mode": True},
+        "sync": {"backend": "memory"},
+        "clock": {"frozen_start": T0},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return Settings(**base)
+
+
+@pytest.fixture
+async def start_api(tmp_path: Path) -> AsyncIterator[StartApi]:
+    async with AsyncExitStack() as stack:
+
+        async def start(**sections: dict[str, Any]) -> httpx.AsyncClient:
+            app = create_app(api_settings(tmp_path / "asyncmail.db", **sections))
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://asyncmail.test")
+            await stack.enter_async_context(client)
+            client.app = app  # type: ignore[attr-defined]
+            return client
+
+        yield start
