@@ -41,6 +41,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     from entrypoints.api.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per report POST is noise
     server = settings.server
     uvicorn.run(
         create_app(settings),

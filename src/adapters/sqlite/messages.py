@@ -114,7 +114,7 @@ class SqliteMessageStore(MessageStore):
 
     async def counts(self, now: float) -> QueueCounts:
         async with self._db.read() as conn:
-            async with conn.execute("SELECT status, count(*) FROM messages GROUP BY status") as cur:
+            async with conn.execute("SELECT status, n FROM message_counts") as cur:
                 by_status = {row[0]: row[1] for row in await cur.fetchall()}
             async with conn.execute(
                 "SELECT count(*) FROM messages WHERE status = 'queued' AND deferred_ts > ?", (now,)
@@ -164,39 +164,10 @@ class SqliteDispatchQueue(DispatchQueue):
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
             return
-        sent = [o for o in outcomes if isinstance(o, Sent)]
-        failed = [o for o in outcomes if isinstance(o, Failed)]
-        deferred = [o for o in outcomes if isinstance(o, Deferred)]
+        statements = _outcome_statements(outcomes)
         async with self._db.transaction() as conn:
-            await conn.executemany(
-                "INSERT INTO attempts (message_id, ts, outcome, code, detail) SELECT ?, ?, ?, ?, ?"
-                " WHERE EXISTS (SELECT 1 FROM messages WHERE id = ? AND status = 'queued')",
-                [(*_attempt_row(o), o.message_id) for o in outcomes],
-            )
-            await conn.executemany(
-                "UPDATE messages SET status = 'sent', sent_ts = ?, finished_ts = ?, error = NULL, refused = ?,"
-                " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, ?), version = version + 1"
-                " WHERE id = ? AND status = 'queued'",
-                [(o.ts, o.ts, json.dumps(list(o.refused_recipients)), o.ts, o.message_id) for o in sent],
-            )
-            await conn.executemany(
-                "UPDATE messages SET status = 'error', error_ts = ?, finished_ts = ?, error = ?,"
-                " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, ?), version = version + 1"
-                " WHERE id = ? AND status = 'queued'",
-                [(o.ts, o.ts, o.error, o.ts, o.message_id) for o in failed],
-            )
-            await conn.executemany(
-                "UPDATE messages SET deferred_ts = ?, available_at = ?, error = ?, attempts = attempts + ?,"
-                " first_attempt_ts = CASE WHEN ? THEN coalesce(first_attempt_ts, ?) ELSE first_attempt_ts END,"
-                " version = version + 1 WHERE id = ? AND status = 'queued'",
-                [
-                    (o.until, o.until, o.reason, int(o.counts_as_attempt), int(o.counts_as_attempt), o.ts, o.message_id)
-                    for o in deferred
-                ],
-            )
-            await conn.executemany(
-                "INSERT INTO send_log (account_id, ts) VALUES (?, ?)", [(o.account_id, o.ts) for o in sent]
-            )
+            for sql, rows in statements:  # only non-empty statements: each one is a hop to the db thread
+                await conn.executemany(sql, rows)
 
     async def send_history(self, account_id: str, since: float) -> list[float]:
         async with (
@@ -227,6 +198,48 @@ class SqliteDispatchQueue(DispatchQueue):
             ) as cur,
         ):
             return [(row[0], row[1]) for row in await cur.fetchall()]
+
+
+_SENT_SQL = (
+    "UPDATE messages SET status = 'sent', sent_ts = ?, finished_ts = ?, error = NULL, refused = ?,"
+    " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, ?), version = version + 1"
+    " WHERE id = ? AND status = 'queued'"
+)
+_FAILED_SQL = (
+    "UPDATE messages SET status = 'error', error_ts = ?, finished_ts = ?, error = ?,"
+    " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, ?), version = version + 1"
+    " WHERE id = ? AND status = 'queued'"
+)
+_DEFERRED_SQL = (
+    "UPDATE messages SET deferred_ts = ?, available_at = ?, error = ?, attempts = attempts + ?,"
+    " first_attempt_ts = CASE WHEN ? THEN coalesce(first_attempt_ts, ?) ELSE first_attempt_ts END,"
+    " version = version + 1 WHERE id = ? AND status = 'queued'"
+)
+_ATTEMPT_SQL = (  # before the updates: only messages still queued get an attempt row
+    "INSERT INTO attempts (message_id, ts, outcome, code, detail) SELECT ?, ?, ?, ?, ?"
+    " WHERE EXISTS (SELECT 1 FROM messages WHERE id = ? AND status = 'queued')"
+)
+_SEND_LOG_SQL = "INSERT INTO send_log (account_id, ts) VALUES (?, ?)"
+
+
+def _outcome_statements(outcomes: Sequence[Outcome]) -> list[tuple[str, list[tuple[object, ...]]]]:
+    sent = [o for o in outcomes if isinstance(o, Sent)]
+    failed = [o for o in outcomes if isinstance(o, Failed)]
+    deferred = [o for o in outcomes if isinstance(o, Deferred)]
+    statements: list[tuple[str, list[tuple[object, ...]]]] = [
+        (_ATTEMPT_SQL, [(*_attempt_row(o), o.message_id) for o in outcomes]),
+        (_SENT_SQL, [(o.ts, o.ts, json.dumps(list(o.refused_recipients)), o.ts, o.message_id) for o in sent]),
+        (_FAILED_SQL, [(o.ts, o.ts, o.error, o.ts, o.message_id) for o in failed]),
+        (
+            _DEFERRED_SQL,
+            [
+                (o.until, o.until, o.reason, int(o.counts_as_attempt), int(o.counts_as_attempt), o.ts, o.message_id)
+                for o in deferred
+            ],
+        ),
+        (_SEND_LOG_SQL, [(o.account_id, o.ts) for o in sent]),
+    ]
+    return [(sql, rows) for sql, rows in statements if rows]
 
 
 def _attempt_row(outcome: Outcome) -> tuple[str, float, str, int | None, str]:

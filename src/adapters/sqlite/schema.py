@@ -72,4 +72,26 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE accounts ADD COLUMN ttl_seconds REAL NOT NULL DEFAULT 300",
         ],
     ),
+    (
+        3,
+        [
+            # GET /messages?account_id=...&cursor=... walks this index instead of sorting the account's rows.
+            "CREATE INDEX messages_account_seq ON messages (account_id, seq)",
+            # Counts per status kept by triggers, so /status and /metrics never scan the table.
+            "CREATE TABLE message_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+            "INSERT INTO message_counts (status, n) VALUES ('queued', 0), ('sent', 0), ('error', 0)",
+            "UPDATE message_counts SET n = (SELECT count(*) FROM messages m WHERE m.status = message_counts.status)",
+            """CREATE TRIGGER messages_count_insert AFTER INSERT ON messages BEGIN
+                UPDATE message_counts SET n = n + 1 WHERE status = NEW.status;
+            END""",
+            """CREATE TRIGGER messages_count_delete AFTER DELETE ON messages BEGIN
+                UPDATE message_counts SET n = n - 1 WHERE status = OLD.status;
+            END""",
+            """CREATE TRIGGER messages_count_status AFTER UPDATE OF status ON messages
+                WHEN OLD.status <> NEW.status BEGIN
+                UPDATE message_counts SET n = n - 1 WHERE status = OLD.status;
+                UPDATE message_counts SET n = n + 1 WHERE status = NEW.status;
+            END""",
+        ],
+    ),
 ]

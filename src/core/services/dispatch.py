@@ -91,8 +91,10 @@ class DispatchService:
         writer = OutcomeWriter(self._queue)
         for claim in claims[allowed.allowed :]:
             writer.buffer(self._over_limit(account, claim, now, allowed.next_free_at))
-        await writer.flush()
-        await self._send_batch(account, claims[: allowed.allowed], writer)
+        try:
+            await self._send_batch(account, claims[: allowed.allowed], writer)
+        finally:
+            await writer.close()
         return writer.written, len(claims) == size
 
     async def _send_batch(self, account: Account, claims: list[Claim], writer: OutcomeWriter) -> None:
@@ -112,7 +114,6 @@ class DispatchService:
                     writer.buffer(self._held_back(account, claim, paused_until))
                 else:
                     writer.buffer(await self._send_one(account, claim))
-                await writer.flush()
 
         workers = min(max(account.max_connections, 1), len(claims))
         await asyncio.gather(*(worker() for _ in range(workers)))
@@ -177,21 +178,39 @@ class DispatchService:
 
 
 class OutcomeWriter:
-    """Group commit: outcomes that arrive while a commit is running are written together by the next one."""
+    """Group commit in the background: outcomes are committed as soon as possible, those that arrive
+    while a commit runs go together in the next one, and senders never wait for the disk.
+
+    `close()` waits until everything buffered is committed (or re-raises the commit's error).
+    """
 
     def __init__(self, queue: DispatchQueue) -> None:
         self._queue = queue
         self._buffer: list[Outcome] = []
-        self._lock = asyncio.Lock()
+        self._pending = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
         self.written: list[Outcome] = []
 
     def buffer(self, outcome: Outcome) -> None:
         self._buffer.append(outcome)
+        self._pending.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush_loop())
 
-    async def flush(self) -> None:
-        async with self._lock:
-            if not self._buffer:
+    async def close(self) -> None:
+        self._closing = True
+        self._pending.set()
+        if self._task is not None:
+            await self._task
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            if self._buffer:
+                taken, self._buffer = self._buffer, []
+                await self._queue.record_outcomes(taken)
+                self.written += taken
+            if self._closing and not self._buffer:
                 return
-            taken, self._buffer = self._buffer, []
-            await self._queue.record_outcomes(taken)
-            self.written += taken
