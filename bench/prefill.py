@@ -1,6 +1,6 @@
 """Fill a stopped service's SQLite file with many sent-and-reported messages, fast (sqlite3 executemany).
 
-Rather than re-implementing the payload codec (src/adapters/sqlite/codec.py) and the column list
+Rather than re-implementing the payload codec (src/adapters/sql/codec.py) and the column list
 (src/adapters/sqlite/schema.py), every inserted row is a copy of a real row that the service itself
 sent and reported earlier in the run, with a new id and timestamps spread over the last days (inside
 the retention window, so nothing is purged while the benchmark runs). Its attempts row is copied too.

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from adapters.postgres.database import PostgresDatabase
 from adapters.secret_box import PREFIX, PlainSecretBox, SecretBox
+from adapters.sql.rows import account_from_row
 from core.errors import AccountInUse, AccountNotFound
-from core.model import Account, LimitBehavior, RateLimits, StartTls
+from core.model import Account
 from ports.account_store import AccountStore
 from ports.service_state import ServiceState
 
@@ -15,24 +14,6 @@ _COLUMNS = (
     "id, host, port, username, password, use_tls, per_minute, per_hour, per_day, limit_behavior, batch_size,"
     " starttls, allow_insecure_auth, max_connections, ttl_seconds"
 )
-
-
-def _account(row: asyncpg.Record, box: SecretBox) -> Account:
-    return Account(
-        id=row["id"],
-        host=row["host"],
-        port=row["port"],
-        user=row["username"],
-        password=box.open(row["password"]) if row["password"] is not None else None,
-        use_tls=row["use_tls"],
-        limits=RateLimits(row["per_minute"], row["per_hour"], row["per_day"]),
-        limit_behavior=LimitBehavior(row["limit_behavior"]),
-        batch_size=row["batch_size"],
-        starttls=StartTls(row["starttls"]),
-        allow_insecure_auth=row["allow_insecure_auth"],
-        max_connections=row["max_connections"],
-        ttl_seconds=row["ttl_seconds"],
-    )
 
 
 class PostgresAccountStore(AccountStore):
@@ -86,15 +67,15 @@ class PostgresAccountStore(AccountStore):
                 a.ttl_seconds,
             )
         assert row is not None
-        return _account(row, self._box)
+        return account_from_row(row, self._box, "username")
 
     async def get(self, account_id: str) -> Account | None:
         row = await self._db.pool.fetchrow(f"SELECT {_COLUMNS} FROM accounts WHERE id = $1", account_id)
-        return _account(row, self._box) if row else None
+        return account_from_row(row, self._box, "username") if row else None
 
     async def list(self) -> list[Account]:
         rows = await self._db.pool.fetch(f"SELECT {_COLUMNS} FROM accounts ORDER BY id")
-        return [_account(row, self._box) for row in rows]
+        return [account_from_row(row, self._box, "username") for row in rows]
 
     async def delete(self, account_id: str, force: bool, now: float) -> int:
         async with self._db.transaction() as conn:

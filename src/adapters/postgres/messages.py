@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import asyncpg
-
 from adapters.cursor import parse_cursor
 from adapters.postgres.database import PostgresDatabase
-from adapters.sqlite.codec import decode_message, encode_message
+from adapters.sql.codec import decode_message, encode_message
+from adapters.sql.rows import RECORD_COLUMNS, attempt_values, record_from_row
 from core.model import (
     Attempt,
     AttemptOutcome,
@@ -30,27 +29,6 @@ from core.model import (
 )
 from ports.dispatch_queue import DispatchQueue
 from ports.message_store import MessageStore
-
-_RECORD_COLUMNS = (
-    "seq, id, account_id, priority, status, payload, created_ts, deferred_ts, sent_ts, error_ts, error, "
-    "reported_ts, attempts, first_attempt_ts, refused"
-)
-
-
-def record_from_row(row: asyncpg.Record) -> MessageRecord:
-    return MessageRecord(
-        message=decode_message(row["id"], row["account_id"], row["priority"], row["payload"]),
-        status=MessageStatus(row["status"]),
-        created_ts=row["created_ts"],
-        deferred_ts=row["deferred_ts"],
-        sent_ts=row["sent_ts"],
-        error_ts=row["error_ts"],
-        error=row["error"],
-        reported_ts=row["reported_ts"],
-        attempts=row["attempts"],
-        first_attempt_ts=row["first_attempt_ts"],
-        refused_recipients=tuple(json.loads(row["refused"])) if row["refused"] else (),
-    )
 
 
 class PostgresMessageStore(MessageStore):
@@ -82,7 +60,7 @@ class PostgresMessageStore(MessageStore):
         return [m.id for m in messages if m.id not in fresh]
 
     async def get(self, message_id: str) -> MessageRecord | None:
-        row = await self._db.pool.fetchrow(f"SELECT {_RECORD_COLUMNS} FROM messages WHERE id = $1", message_id)
+        row = await self._db.pool.fetchrow(f"SELECT {RECORD_COLUMNS} FROM messages WHERE id = $1", message_id)
         return record_from_row(row) if row else None
 
     async def attempts(self, message_id: str) -> list[Attempt]:
@@ -96,7 +74,7 @@ class PostgresMessageStore(MessageStore):
     ) -> MessagePage:
         after = parse_cursor(cursor)
         rows = await self._db.pool.fetch(
-            f"SELECT {_RECORD_COLUMNS} FROM messages WHERE seq > $1"
+            f"SELECT {RECORD_COLUMNS} FROM messages WHERE seq > $1"
             " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR account_id = $3)"
             " ORDER BY seq LIMIT $4",
             after,
@@ -158,7 +136,7 @@ class PostgresDispatchQueue(DispatchQueue):
             await conn.executemany(
                 "INSERT INTO attempts (message_id, ts, outcome, code, detail) SELECT $1, $2, $3, $4, $5"
                 " WHERE EXISTS (SELECT 1 FROM messages WHERE id = $1 AND status = 'queued')",
-                [_attempt_row(o) for o in outcomes],
+                [attempt_values(o) for o in outcomes],
             )
             if sent:
                 await conn.executemany(
@@ -206,11 +184,3 @@ class PostgresDispatchQueue(DispatchQueue):
             limit,
         )
         return [(row["id"], row["account_id"]) for row in rows]
-
-
-def _attempt_row(outcome: Outcome) -> tuple[str, float, str, int | None, str]:
-    if isinstance(outcome, Sent):
-        return (outcome.message_id, outcome.ts, AttemptOutcome.SENT.value, outcome.code, outcome.detail)
-    if isinstance(outcome, Failed):
-        return (outcome.message_id, outcome.ts, outcome.outcome.value, outcome.code, outcome.error)
-    return (outcome.message_id, outcome.ts, outcome.outcome.value, outcome.code, outcome.reason)

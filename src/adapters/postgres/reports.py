@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from adapters.postgres.database import PostgresDatabase
+from adapters.sql.rows import REPORT_COLUMNS, report_from_row
 from core.model import DeliveryReport
 from ports.report_queue import ReportQueue
 
@@ -20,23 +21,10 @@ class PostgresReportQueue(ReportQueue):
 
     async def pending_reports(self, limit: int) -> list[DeliveryReport]:
         rows = await self._db.pool.fetch(
-            "SELECT id, account_id, priority, status, sent_ts, error_ts, error, deferred_ts, version"
-            " FROM messages WHERE version > reported_version ORDER BY seq LIMIT $1",
+            f"SELECT {REPORT_COLUMNS} FROM messages WHERE version > reported_version ORDER BY seq LIMIT $1",
             limit,
         )
-        return [
-            DeliveryReport(
-                id=r["id"],
-                account_id=r["account_id"],
-                priority=r["priority"],
-                sent_ts=r["sent_ts"],
-                error_ts=r["error_ts"],
-                error=r["error"] if r["status"] == "error" else None,
-                deferred_ts=r["deferred_ts"] if r["status"] == "queued" else None,
-                version=r["version"],
-            )
-            for r in rows
-        ]
+        return [report_from_row(r) for r in rows]
 
     async def mark_reported(self, reports: Sequence[DeliveryReport], now: float) -> int:
         if not reports:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from adapters.secret_box import PREFIX, PlainSecretBox, SecretBox
+from adapters.sql.rows import account_from_row
 from adapters.sqlite.database import SqliteDatabase
 from core.errors import AccountInUse, AccountNotFound
-from core.model import Account, LimitBehavior, RateLimits, StartTls
+from core.model import Account
 from ports.account_store import AccountStore
 from ports.service_state import ServiceState
 
@@ -15,24 +14,6 @@ _COLUMNS = (
     "id, host, port, user, password, use_tls, per_minute, per_hour, per_day, limit_behavior, batch_size,"
     " starttls, allow_insecure_auth, max_connections, ttl_seconds"
 )
-
-
-def _account(row: aiosqlite.Row, box: SecretBox) -> Account:
-    return Account(
-        id=row["id"],
-        host=row["host"],
-        port=row["port"],
-        user=row["user"],
-        password=box.open(row["password"]) if row["password"] is not None else None,
-        use_tls=bool(row["use_tls"]),
-        limits=RateLimits(row["per_minute"], row["per_hour"], row["per_day"]),
-        limit_behavior=LimitBehavior(row["limit_behavior"]),
-        batch_size=row["batch_size"],
-        starttls=StartTls(row["starttls"]),
-        allow_insecure_auth=bool(row["allow_insecure_auth"]),
-        max_connections=row["max_connections"],
-        ttl_seconds=row["ttl_seconds"],
-    )
 
 
 class SqliteAccountStore(AccountStore):
@@ -89,7 +70,7 @@ class SqliteAccountStore(AccountStore):
             async with conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (a.id,)) as cur:
                 row = await cur.fetchone()
         assert row is not None
-        return _account(row, self._box)
+        return account_from_row(row, self._box, "user")
 
     async def get(self, account_id: str) -> Account | None:
         async with (
@@ -97,11 +78,11 @@ class SqliteAccountStore(AccountStore):
             conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE id = ?", (account_id,)) as cur,
         ):
             row = await cur.fetchone()
-        return _account(row, self._box) if row else None
+        return account_from_row(row, self._box, "user") if row else None
 
     async def list(self) -> list[Account]:
         async with self._db.read() as conn, conn.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY id") as cur:
-            return [_account(row, self._box) for row in await cur.fetchall()]
+            return [account_from_row(row, self._box, "user") for row in await cur.fetchall()]
 
     async def delete(self, account_id: str, force: bool, now: float) -> int:
         async with self._db.transaction() as conn:

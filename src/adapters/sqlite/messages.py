@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import aiosqlite
 
 from adapters.cursor import parse_cursor
-from adapters.sqlite.codec import decode_message, encode_message
+from adapters.sql.codec import decode_message, encode_message
+from adapters.sql.rows import RECORD_COLUMNS, attempt_values, record_from_row
 from adapters.sqlite.database import SqliteDatabase
 from core.model import (
     Attempt,
@@ -26,27 +27,6 @@ from core.model import (
 )
 from ports.dispatch_queue import DispatchQueue
 from ports.message_store import MessageStore
-
-_RECORD_COLUMNS = (
-    "seq, id, account_id, priority, status, payload, created_ts, deferred_ts, sent_ts, error_ts, error, "
-    "reported_ts, attempts, first_attempt_ts, refused"
-)
-
-
-def record_from_row(row: aiosqlite.Row) -> MessageRecord:
-    return MessageRecord(
-        message=decode_message(row["id"], row["account_id"], row["priority"], row["payload"]),
-        status=MessageStatus(row["status"]),
-        created_ts=row["created_ts"],
-        deferred_ts=row["deferred_ts"],
-        sent_ts=row["sent_ts"],
-        error_ts=row["error_ts"],
-        error=row["error"],
-        reported_ts=row["reported_ts"],
-        attempts=row["attempts"],
-        first_attempt_ts=row["first_attempt_ts"],
-        refused_recipients=tuple(json.loads(row["refused"])) if row["refused"] else (),
-    )
 
 
 class SqliteMessageStore(MessageStore):
@@ -78,7 +58,7 @@ class SqliteMessageStore(MessageStore):
     async def get(self, message_id: str) -> MessageRecord | None:
         async with (
             self._db.read() as conn,
-            conn.execute(f"SELECT {_RECORD_COLUMNS} FROM messages WHERE id = ?", (message_id,)) as cursor,
+            conn.execute(f"SELECT {RECORD_COLUMNS} FROM messages WHERE id = ?", (message_id,)) as cursor,
         ):
             row = await cursor.fetchone()
         return record_from_row(row) if row else None
@@ -105,7 +85,7 @@ class SqliteMessageStore(MessageStore):
         if account_id is not None:
             where.append("account_id = ?")
             params.append(account_id)
-        sql = f"SELECT {_RECORD_COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        sql = f"SELECT {RECORD_COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
         async with self._db.read() as conn, conn.execute(sql, (*params, limit + 1)) as cur:
             rows = list(await cur.fetchall())
         chosen = rows[:limit]
@@ -227,7 +207,7 @@ def _outcome_statements(outcomes: Sequence[Outcome]) -> list[tuple[str, list[tup
     failed = [o for o in outcomes if isinstance(o, Failed)]
     deferred = [o for o in outcomes if isinstance(o, Deferred)]
     statements: list[tuple[str, list[tuple[object, ...]]]] = [
-        (_ATTEMPT_SQL, [(*_attempt_row(o), o.message_id) for o in outcomes]),
+        (_ATTEMPT_SQL, [(*attempt_values(o), o.message_id) for o in outcomes]),
         (_SENT_SQL, [(o.ts, o.ts, json.dumps(list(o.refused_recipients)), o.ts, o.message_id) for o in sent]),
         (_FAILED_SQL, [(o.ts, o.ts, o.error, o.ts, o.message_id) for o in failed]),
         (
@@ -240,14 +220,6 @@ def _outcome_statements(outcomes: Sequence[Outcome]) -> list[tuple[str, list[tup
         (_SEND_LOG_SQL, [(o.account_id, o.ts) for o in sent]),
     ]
     return [(sql, rows) for sql, rows in statements if rows]
-
-
-def _attempt_row(outcome: Outcome) -> tuple[str, float, str, int | None, str]:
-    if isinstance(outcome, Sent):
-        return (outcome.message_id, outcome.ts, AttemptOutcome.SENT.value, outcome.code, outcome.detail)
-    if isinstance(outcome, Failed):
-        return (outcome.message_id, outcome.ts, outcome.outcome.value, outcome.code, outcome.error)
-    return (outcome.message_id, outcome.ts, outcome.outcome.value, outcome.code, outcome.reason)
 
 
 async def _existing_ids(conn: aiosqlite.Connection, ids: list[str]) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from adapters.sql.rows import REPORT_COLUMNS, report_from_row
 from adapters.sqlite.database import SqliteDatabase
 from core.model import DeliveryReport
 from ports.report_queue import ReportQueue
@@ -17,25 +18,12 @@ class SqliteReportQueue(ReportQueue):
         async with (
             self._db.read() as conn,
             conn.execute(
-                "SELECT id, account_id, priority, status, sent_ts, error_ts, error, deferred_ts, version"
-                " FROM messages WHERE version > reported_version ORDER BY seq LIMIT ?",
+                f"SELECT {REPORT_COLUMNS} FROM messages WHERE version > reported_version ORDER BY seq LIMIT ?",
                 (limit,),
             ) as cur,
         ):
             rows = await cur.fetchall()
-        return [
-            DeliveryReport(
-                id=r["id"],
-                account_id=r["account_id"],
-                priority=r["priority"],
-                sent_ts=r["sent_ts"],
-                error_ts=r["error_ts"],
-                error=r["error"] if r["status"] == "error" else None,
-                deferred_ts=r["deferred_ts"] if r["status"] == "queued" else None,
-                version=r["version"],
-            )
-            for r in rows
-        ]
+        return [report_from_row(r) for r in rows]
 
     async def mark_reported(self, reports: Sequence[DeliveryReport], now: float) -> int:
         async with self._db.transaction() as conn:
