@@ -11,6 +11,11 @@ Fixtures (function-scoped: every test gets a fresh, empty server):
     A real HTTP/1.1 server on 127.0.0.1 that plays the application's proxy_sync_url: it records
     every request (headers included) and answers with a settable status and body. Also threaded.
 
+`start_api(headers=None, **sections)` -> httpx.AsyncClient
+    The API through create_app() and its lifespan, on a real SQLite file (`db_path`), test_mode with
+    a frozen clock at FROZEN_START and in-memory reports unless `sections` override them. Calling it
+    again with the same db_path is a restart. Everything is closed at the end of the test.
+
 `closed_port` -> int
     A port on 127.0.0.1 that nothing listens on: "server down" for SMTP or HTTP.
 
@@ -27,17 +32,22 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from core.model import Account
+from entrypoints.api.app import create_app
+from entrypoints.settings import Settings
 
 LOCALHOST = "127.0.0.1"
 
@@ -368,3 +378,45 @@ def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((LOCALHOST, 0))
         return int(probe.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------------- API
+
+FROZEN_START = 1_800_000_000.0
+
+StartApi = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+def api_settings(db_path: Path, **sections: dict[str, Any]) -> Settings:
+    base: dict[str, dict[str, Any]] = {
+        "storage": {"backend": "sqlite", "db_path": str(db_path)},
+        "delivery": {"test_mode": True},
+        "sync": {"backend": "memory"},
+        "clock": {"frozen_start": FROZEN_START},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return Settings(**base)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "asyncmail.db"
+
+
+@pytest.fixture
+async def start_api(db_path: Path) -> AsyncIterator[StartApi]:
+    async with AsyncExitStack() as stack:
+
+        async def start(headers: dict[str, str] | None = None, **sections: dict[str, Any]) -> httpx.AsyncClient:
+            settings = api_settings(db_path, **sections)
+            app = create_app(settings)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://asyncmail.test", headers=headers or {}
+            )
+            await stack.enter_async_context(client)
+            client.app = app  # type: ignore[attr-defined]
+            return client
+
+        yield start

@@ -1,65 +1,19 @@
-"""The API through create_app() and its lifespan, on a real SQLite file.
+"""API tests: `api` (a test_mode instance with account accA) and `msg` (a valid entry).
 
-`start_api(**sections)` builds settings from section overrides, runs the lifespan and returns an
-httpx client bound to the app; everything is closed at the end of the test. Restarting is
-calling it again with the same db_path.
+`start_api` and `db_path` come from tests/integration/conftest.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from entrypoints.api.app import create_app
-from entrypoints.settings import Settings
-
-FROZEN_START = 1_800_000_000.0
-
-StartApi = Callable[..., Awaitable[httpx.AsyncClient]]
-
-
-def api_settings(db_path: Path, **sections: dict[str, Any]) -> Settings:
-    base: dict[str, dict[str, Any]] = {
-        "storage": {"backend": "sqlite", "db_path": str(db_path)},
-        "delivery": {"test_mode": True},
-        "sync": {"backend": "memory"},
-        "clock": {"frozen_start": FROZEN_START},
-    }
-    for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values}
-    return Settings(**base)
-
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "asyncmail.db"
-
-
-@pytest.fixture
-async def start_api(db_path: Path) -> AsyncIterator[StartApi]:
-    async with AsyncExitStack() as stack:
-
-        async def start(headers: dict[str, str] | None = None, **sections: dict[str, Any]) -> httpx.AsyncClient:
-            settings = api_settings(db_path, **sections)
-            app = create_app(settings)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            client = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://asyncmail.test", headers=headers or {}
-            )
-            await stack.enter_async_context(client)
-            client.app = app  # type: ignore[attr-defined]
-            return client
-
-        yield start
-
-
-@pytest.fixture
-async def api(start_api: StartApi) -> httpx.AsyncClient:
+async def api(start_api: Callable[..., Awaitable[httpx.AsyncClient]]) -> httpx.AsyncClient:
     """A test_mode instance with one account 'accA' (no rate limits)."""
     client = await start_api()
     response = await client.post("/account", json={"id": "accA", "host": "smtp.invalid", "port": 25})

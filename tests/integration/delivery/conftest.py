@@ -8,18 +8,16 @@
 `clock`           a FrozenClock at T0
 `make_sender`     make_sender(timeout=..., tls_context=...) -> AiosmtplibMailSender, closed after the test
 `dispatch_world`  SQLite stores in tmp_path + the frozen clock: .add_account, .enqueue, .dispatcher(sender, config)
-`start_api`       like tests/integration/api's: start_api(**sections) -> httpx client on create_app's lifespan
+`start_api`       from tests/integration/conftest.py
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from delivery_support import (
     T0,
@@ -27,7 +25,6 @@ from delivery_support import (
     RawSmtpServer,
     SecureSmtpServer,
     SelfSignedCert,
-    StartApi,
     make_self_signed_cert,
     start_secure_smtp,
 )
@@ -35,8 +32,6 @@ from delivery_support import (
 from adapters.memory.clock import FrozenClock
 from adapters.smtp.sender import AiosmtplibMailSender
 from adapters.sqlite.database import SqliteDatabase
-from entrypoints.api.app import create_app
-from entrypoints.settings import Settings
 
 
 @pytest.fixture(autouse=True)
@@ -120,30 +115,3 @@ async def dispatch_world(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Di
         yield DispatchWorld(db, clock)
     finally:
         await db.close()
-
-
-def api_settings(db_path: Path, **sections: dict[str, Any]) -> Settings:
-    base: dict[str, dict[str, Any]] = {
-        "storage": {"backend": "sqlite", "db_path": str(db_path)},
-        "delivery": {"test_mode": True},
-        "sync": {"backend": "memory"},
-        "clock": {"frozen_start": T0},
-    }
-    for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values}
-    return Settings(**base)
-
-
-@pytest.fixture
-async def start_api(tmp_path: Path) -> AsyncIterator[StartApi]:
-    async with AsyncExitStack() as stack:
-
-        async def start(**sections: dict[str, Any]) -> httpx.AsyncClient:
-            app = create_app(api_settings(tmp_path / "asyncmail.db", **sections))
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://asyncmail.test")
-            await stack.enter_async_context(client)
-            client.app = app  # type: ignore[attr-defined]
-            return client
-
-        yield start
