@@ -96,6 +96,10 @@ async def test_rate_limit_reject_ends_messages_as_errors(start_api, msg) -> None
     rejected = (await client.get("/messages/M2")).json()["message"]
     assert rejected["state"] == "error"
     assert "rate limit" in rejected["error"]
+    metrics = (await client.get("/metrics")).text
+    assert 'asyncmail_errors_total{account_id="accA"} 1.0' in metrics
+    assert 'asyncmail_rate_limited_total{account_id="accA"} 1.0' in metrics
+    assert 'asyncmail_sent_total{account_id="accA"} 1.0' in metrics
 
 
 async def test_suspend_stops_sends_and_survives_restart(start_api, msg) -> None:
