@@ -159,3 +159,32 @@ def peak_rss_mb(pid: int) -> float | None:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return None
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU time all cores of the machine spent busy so far (not idle, not iowait), from /proc/stat."""
+    try:
+        jiffies = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, IndexError, ValueError):
+        return None
+    idle = jiffies[3] + (jiffies[4] if len(jiffies) > 4 else 0)
+    guest = sum(jiffies[8:10])  # guest time is already counted in user and nice
+    return (sum(jiffies) - idle - guest) / os.sysconf("SC_CLK_TCK")
+
+
+def command_cpu_seconds(command: str) -> float | None:
+    """CPU time of every live process named `command` (e.g. the PostgreSQL server and its backends), their
+    reaped children included (a backend that exited is in the postmaster's cutime). None when none runs."""
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, _, rest = text.partition(" (")[2].rpartition(")")
+        if name != command:
+            continue
+        fields = rest.split()
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        found = True
+    return total / os.sysconf("SC_CLK_TCK") if found else None

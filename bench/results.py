@@ -11,7 +11,7 @@ from typing import Any
 RATE_SUFFIX = "msgs_per_s"
 RATIO_SUFFIX = "vs_python_limit"
 
-Figure = float | int | str | list[float | None] | None
+Figure = float | int | str | list[float | None] | list[int | None] | None
 
 
 @dataclass(slots=True)
@@ -75,8 +75,8 @@ def _shown(value: Figure) -> str:
         return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
     if isinstance(value, int):
         return f"{value:,}"
-    if isinstance(value, list):
-        return f"[{len(value)} values]"
+    if isinstance(value, list):  # a few values (one per replica) inline, long series as a count
+        return " / ".join(_shown(v) for v in value) if len(value) <= 4 else f"[{len(value)} values]"
     return str(value)
 
 

@@ -1,10 +1,11 @@
 """asyncmail benchmark: `python bench/run.py` (full) or `python bench/run.py --smoke` (CI-sized, < 60 s).
 
 Starts an SMTP sink, a delivery-report receiver and asyncmail itself (`python -m entrypoints.cli serve`,
-SQLite in a temporary directory, its HTTP API on a free 127.0.0.1 port), then prints one JSON line per
-scenario on stdout followed by a short table. Progress goes to stderr. Figures are printed, never
-asserted: the exit status is non-zero only when the harness itself breaks (a child that does not start,
-a scenario that times out, an API call that fails), with the reason on stderr.
+SQLite in a temporary directory, its HTTP API on a free 127.0.0.1 port; with --postgres also replicas on
+PostgreSQL, see replicas.py), then prints one JSON line per scenario on stdout followed by a short table.
+Progress goes to stderr. Figures are printed, never asserted: the exit status is non-zero only when the
+harness itself breaks (a child that does not start, a scenario that times out, an API call that fails),
+with the reason on stderr.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 from procs import Children, HarnessError, log
 from pyspy import Profiler
 from receiver import start_receiver
+from replicas import DEFAULT_DSN, drop_leftover_schemas, replicas
 from results import Result, add_ratios, table
 from scenarios import FULL, SMOKE, Bench, bulk, immediate_latency, python_limit, scale
 from service import Service, ServiceSettings
@@ -51,6 +53,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--storage", choices=("sqlite", "memory"), default="sqlite", help="memory: compare without the database"
     )
     parser.add_argument("--max-connections", type=int, help="the bench account's max_connections (default: the API's)")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="add the replicas scenario: 1 then 3 replicas on PostgreSQL (skipped, saying why, if unreachable)",
+    )
+    parser.add_argument(
+        "--postgres-dsn",
+        default=DEFAULT_DSN,
+        help=f"server for --postgres, a schema per run is made there ({DEFAULT_DSN})",
+    )
+    parser.add_argument(
+        "--replicas", type=replica_counts, default=(1, 3), metavar="N,M", help="replica counts for --postgres (1,3)"
+    )
+    parser.add_argument("--replicas-messages", type=int, help="messages per replica count (20,000; smoke 2,000)")
+    parser.add_argument("--replicas-accounts", type=int, help="accounts the replicas share (4, max_connections 4 each)")
     parser.add_argument("--workdir", type=Path, help="where the database and logs go (default: a new temp dir)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the database and logs afterwards")
     parser.add_argument("--results", type=Path, help="also write the JSON lines here (default bench/results/)")
@@ -61,12 +78,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def replica_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of counts: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"replica counts must be >= 1: {text!r}")
+    return counts
+
+
 async def run(args: argparse.Namespace, children: Children, workdir: Path, emit: list[Result]) -> None:
     sizes = SMOKE if args.smoke else FULL
     if args.messages:
         sizes = dataclasses.replace(sizes, ingest_messages=args.messages, latency_backlog=args.messages)
     if args.scale_rows is not None:
         sizes = dataclasses.replace(sizes, scale_rows=args.scale_rows)
+    if args.replicas_messages:
+        sizes = dataclasses.replace(sizes, replicas_messages=args.replicas_messages)
+    if args.replicas_accounts:
+        sizes = dataclasses.replace(sizes, replicas_accounts=args.replicas_accounts)
     do_scale = not (args.smoke or args.no_scale or args.storage != "sqlite")
 
     sink = await start_sink(children, workdir, prefer=args.sink)
@@ -111,6 +142,9 @@ async def run(args: argparse.Namespace, children: Children, workdir: Path, emit:
         else:
             reason = "--smoke" if args.smoke else "--no-scale" if args.no_scale else f"--storage {args.storage}"
             log(f"scale scenario skipped ({reason})")
+        if args.postgres:
+            service.stop()  # idle, but the replicas get the machine to themselves
+            publish(await replicas(bench, children, workdir, args.postgres_dsn, args.replicas))
     finally:
         if profiler is not None:
             profiler.stop()
@@ -154,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         status, failure = 1, "bench: harness error: unexpected exception (traceback above)"
     finally:
         children.close_all()
+        drop_leftover_schemas()  # only after the replicas are gone: an interrupted replicas scenario
         if args.keep_workdir or status != 0:
             log(f"work directory kept: {workdir}")
         else:

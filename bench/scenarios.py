@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +39,13 @@ class Sizes:
     page_requests: int  # per cursor variant
     status_requests: int
     scenario_timeout_seconds: float
+    replicas_messages: int  # per replica count, the same total (--postgres only)
     python_limit_connections: int = 4
     ingest_clients: int = 8
     ingest_batch: int = 100
     status_poll_seconds: float = 0.1
+    replicas_accounts: int = 4  # each account is dispatched by one replica at a time: several let replicas share
+    replicas_max_connections: int = 4
 
 
 FULL = Sizes(
@@ -54,6 +58,7 @@ FULL = Sizes(
     page_requests=20,
     status_requests=20,
     scenario_timeout_seconds=1200.0,
+    replicas_messages=20_000,
 )
 SMOKE = Sizes(
     python_limit_messages=2_000,
@@ -65,6 +70,7 @@ SMOKE = Sizes(
     page_requests=5,
     status_requests=5,
     scenario_timeout_seconds=40.0,
+    replicas_messages=2_000,
 )
 
 
@@ -165,17 +171,22 @@ class IngestFigures:
     client_cpu_seconds: float = float("nan")  # the harness's own CPU: it shares the 2 cores with the server
 
 
-async def post_batches(bench: Bench, bodies: list[bytes], expected: int, deadline: Deadline) -> IngestFigures:
-    """`ingest_clients` concurrent httpx clients posting the pre-encoded bodies; per-request latencies."""
+async def post_batches(
+    bench: Bench, bodies: list[bytes], expected: int, deadline: Deadline, base_urls: Sequence[str] = ()
+) -> IngestFigures:
+    """`ingest_clients` concurrent httpx clients posting the pre-encoded bodies; per-request latencies.
+
+    `base_urls`: the servers to post to, client k to base_urls[k % len] (default: the bench's service)."""
     latencies: list[float] = []
     queued = rejected = 0
     first_reason: str | None = None
     todo = iter(bodies)
+    urls = list(base_urls) or [bench.service.base_url]
 
-    async def client_loop() -> None:
+    async def client_loop(base_url: str) -> None:
         nonlocal queued, rejected, first_reason
         limits = httpx.Limits(max_connections=1)
-        async with httpx.AsyncClient(base_url=bench.service.base_url, timeout=120.0, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=base_url, timeout=120.0, limits=limits) as client:
             for body in todo:  # the iterator is shared: each body is posted once, by whichever client is free
                 deadline.check(f"{queued} of {expected} messages queued")
                 started = time.perf_counter()
@@ -190,7 +201,7 @@ async def post_batches(bench: Bench, bodies: list[bytes], expected: int, deadlin
                     first_reason = str(answer["rejected"][0])
 
     started = time.perf_counter()
-    await asyncio.gather(*(client_loop() for _ in range(bench.sizes.ingest_clients)))
+    await asyncio.gather(*(client_loop(urls[k % len(urls)]) for k in range(bench.sizes.ingest_clients)))
     seconds = time.perf_counter() - started
     if queued != expected:
         raise HarnessError(f"add-messages queued {queued} of {expected} messages; first rejection: {first_reason}")

@@ -29,10 +29,16 @@ class ServiceSettings:
     send_interval_seconds: float = 0.2
     sync_batch_size: int = 500
     sync_interval_seconds: float = 0.2
-    storage: str = "sqlite"  # "memory" only to see what the database costs (no scale scenario then)
+    storage: str = "sqlite"  # "memory" only to see what the database costs; "postgres" for the replicas scenario
+    postgres_dsn: str | None = None  # with storage="postgres": the DSN, its search_path naming the schema
+    postgres_pool_size: int | None = None  # None: the service's default
 
     def environment(self, port: int, db_path: Path, report_url: str) -> dict[str, str]:
+        postgres = {"ASYNCMAIL_STORAGE__POSTGRES_DSN": self.postgres_dsn} if self.postgres_dsn else {}
+        if self.postgres_pool_size is not None:
+            postgres["ASYNCMAIL_STORAGE__POSTGRES_POOL_SIZE"] = str(self.postgres_pool_size)
         return {
+            **postgres,
             "ASYNCMAIL_SERVER__HOST": "127.0.0.1",
             "ASYNCMAIL_SERVER__PORT": str(port),
             "ASYNCMAIL_STORAGE__BACKEND": self.storage,
@@ -46,12 +52,19 @@ class ServiceSettings:
 
 
 class Service:
-    """One asyncmail server process and an HTTP client for its API."""
+    """One asyncmail server process and an HTTP client for its API. `name` names its log file (and the child)."""
 
     def __init__(
-        self, children: Children, workdir: Path, settings: ServiceSettings, report_url: str, sink_port: int
+        self,
+        children: Children,
+        workdir: Path,
+        settings: ServiceSettings,
+        report_url: str,
+        sink_port: int,
+        name: str = "asyncmail",
     ) -> None:
         self._children = children
+        self.name = name
         self.workdir = workdir
         self.settings = settings
         self.report_url = report_url
@@ -87,13 +100,13 @@ class Service:
         argv = [sys.executable, "-m", "entrypoints.cli", "serve"]
         started = time.monotonic()
         self.child = self._children.start(
-            Child("asyncmail", argv, self.workdir / f"asyncmail-{self.starts}.log", env=self.env(), cwd=self.workdir)
+            Child(self.name, argv, self.workdir / f"{self.name}-{self.starts}.log", env=self.env(), cwd=self.workdir)
         )
         deadline = started + timeout_seconds
         while time.monotonic() < deadline:
             if not self.child.running:
                 raise HarnessError(
-                    f"asyncmail exited with status {self.child.popen.returncode} during start-up "
+                    f"{self.name} exited with status {self.child.popen.returncode} during start-up "
                     f"(log {self.child.log_path}):\n{self.child.log_tail()}"
                 )
             try:
@@ -104,7 +117,7 @@ class Service:
                 pass
             await asyncio.sleep(0.05)
         raise HarnessError(
-            f"asyncmail did not answer GET /status within {timeout_seconds:.0f}s (log {self.child.log_path}):\n"
+            f"{self.name} did not answer GET /status within {timeout_seconds:.0f}s (log {self.child.log_path}):\n"
             + self.child.log_tail()
         )
 
@@ -114,7 +127,7 @@ class Service:
             return
         status = self.child.stop(signal.SIGINT, grace_seconds=60.0)
         self._children.forget(self.child)
-        log(f"asyncmail (pid {self.child.pid}) stopped with status {status}")
+        log(f"{self.name} (pid {self.child.pid}) stopped with status {status}")
         self.child = None
 
     def last_sent_ts(self, prefix: str) -> float | None:
