@@ -20,3 +20,6 @@ class SystemClock(Clock):
         except TimeoutError:
             return event.is_set()
         return True
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0))

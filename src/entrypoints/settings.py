@@ -38,6 +38,15 @@ class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     api_token: SecretStr | None = None
+
+    @field_validator("api_token")
+    @classmethod
+    def _no_empty_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty token would read as 'no token'; refuse it rather than open the API silently."""
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (leave it unset to run without a token)")
+        return value
+
     protect_docs: bool = True
     max_batch: int = Field(1000, ge=1, le=100_000)
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024)
@@ -77,9 +86,9 @@ class DeliverySettings(Section):
     max_attachments: int = Field(20, ge=0)
     max_headers: int = Field(50, ge=0)
     retry_base_seconds: float = Field(60.0, gt=0)
-    retry_factor: float = Field(2.0, ge=1)
+    retry_factor: float = Field(2.0, ge=1, le=10)
     retry_max_delay_seconds: float = Field(3600.0, gt=0)
-    retry_max_attempts: int = Field(30, ge=1)
+    retry_max_attempts: int = Field(30, ge=1, le=1000)
     retry_max_lifetime_seconds: float = Field(5 * 86400.0, gt=0)
     retry_jitter: float = Field(0.1, ge=0, le=1)
     throttle_seconds: float = Field(60.0, ge=0)
@@ -211,7 +220,9 @@ def describe(exc: ValidationError, path: Path | None) -> str:
     for error in exc.errors():
         key = ".".join(str(loc) for loc in error["loc"]) or "(root)"
         got = error.get("input")
-        shown = "" if isinstance(got, dict) or error["type"] == "extra_forbidden" else f" (got {got!r})"
+        secret = any(word in key for word in ("secret", "password", "token", "dsn"))
+        hidden = secret or isinstance(got, dict) or error["type"] == "extra_forbidden"
+        shown = "" if hidden else f" (got {got!r})"
         if error["type"] == "extra_forbidden":
             parts.append(f"{key}: unknown setting")
         else:

@@ -17,3 +17,7 @@ class Clock(Protocol):
         Returns True when the event was set. `timeout=None` waits for the event alone.
         """
         ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Pause this long (a frozen clock moves itself forward instead of waiting)."""
+        ...

@@ -19,7 +19,7 @@ from core.model import (
     Sent,
 )
 from core.policies.retry import RetryPolicy
-from core.services.dispatch import DispatchConfig
+from core.services.dispatch import DispatchConfig, DispatchService
 from ports.mail_sender import MailSender, PermanentSendError, SendReceipt, TransientSendError
 
 
@@ -165,7 +165,7 @@ async def test_suspended_service_sends_nothing(world: World) -> None:
     assert world.sent_ids() == ["m1"]
 
 
-async def test_rate_limit_defers_to_the_moment_a_slot_frees(world: World) -> None:
+async def test_rate_limit_defers_each_message_to_its_own_slot(world: World) -> None:
     await world.add_account("acc", limits=RateLimits(per_minute=2))
     await world.enqueue(*(world.message(f"m{i}") for i in range(5)))
     dispatcher = world.dispatcher()
@@ -176,7 +176,7 @@ async def test_rate_limit_defers_to_the_moment_a_slot_frees(world: World) -> Non
     assert world.sent_ids() == ["m0", "m1"]
     deferred = [o for o in first.outcomes if isinstance(o, Deferred)]
     assert [o.message_id for o in deferred] == ["m2", "m3", "m4"]
-    assert {o.until for o in deferred} == {t0 + 60}
+    assert [o.until for o in deferred] == [t0 + 60, t0 + 60, t0 + 120]  # m4 waits for the next window
     assert {o.outcome for o in deferred} == {AttemptOutcome.RATE_LIMITED}
     assert first.next_due_at == t0 + 60
     record = await world.record("m2")
@@ -191,7 +191,7 @@ async def test_rate_limit_defers_to_the_moment_a_slot_frees(world: World) -> Non
     world.clock.advance(1)
     second = await dispatcher.tick()
     assert world.sent_ids() == ["m0", "m1", "m2", "m3"]
-    assert [(o.message_id, o.until) for o in second.outcomes if isinstance(o, Deferred)] == [("m4", t0 + 120)]
+    assert [o for o in second.outcomes if isinstance(o, Deferred)] == []  # deferred once, not again
 
     world.clock.advance(60)
     await dispatcher.tick()
@@ -381,3 +381,26 @@ async def test_throttled_account_pauses_without_trying_the_rest(world: World) ->
     assert world.sent_ids() == ["o1", "m0", "m1", "m2", "m3"]
     assert (await world.record("m0")).attempts == 2
     assert (await world.record("m1")).attempts == 1
+
+
+async def test_a_failing_commit_is_retried_and_nothing_is_lost(world: World) -> None:
+    """The store refuses the first two commits: outcomes are kept, retried, and all land."""
+
+    class FlakyQueue(type(world.queue)):  # type: ignore[misc]
+        failures = 2
+
+        async def record_outcomes(self, outcomes):  # type: ignore[no-untyped-def]
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("database is locked")
+            await super().record_outcomes(outcomes)
+
+    await world.add_account("acc")
+    await world.enqueue(*(world.message(f"m{i}") for i in range(5)))
+    flaky = FlakyQueue(world.state)
+    service = DispatchService(flaky, world.accounts, world.service_state, world.sender, world.clock, DispatchConfig())
+    summary = await service.tick()
+    assert sorted(o.message_id for o in summary.outcomes) == [f"m{i}" for i in range(5)]
+    assert flaky.failures == 0
+    assert {(await world.record(f"m{i}")).status for i in range(5)} == {MessageStatus.SENT}
+    assert len(world.sender.sent) == 5  # each sent once

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.model import RateLimits
-from core.policies.rate_limiter import RateDecision, decide, history_horizon
+from core.policies.rate_limiter import RateDecision, decide, history_horizon, plan
 
 N = 1_800_000_000.0  # "now" in every row
 
@@ -91,3 +91,18 @@ def test_next_free_at_is_exactly_when_a_slot_frees(
 )
 def test_history_horizon(limits: RateLimits, expected: float | None) -> None:
     assert history_horizon(limits, N) == expected
+
+
+@pytest.mark.parametrize(
+    ("history", "limits", "wanted", "expected"),
+    [
+        ([], RateLimits(), 3, [N, N, N]),
+        ([], RateLimits(per_minute=2), 5, [N, N, N + 60, N + 60, N + 120]),
+        ([N - 50, N - 10], RateLimits(per_minute=2), 3, [N + 10, N + 50, N + 70]),
+        ([N - 30], RateLimits(per_minute=5, per_hour=2), 3, [N, N - 30 + 3600, N + 3600]),
+        ([N - 60], RateLimits(per_minute=1), 1, [N]),  # a send exactly one window ago has left it
+        ([], RateLimits(per_minute=1), 0, []),
+    ],
+)
+def test_plan_gives_each_message_its_own_slot(history, limits, wanted, expected) -> None:
+    assert plan(history, limits, N, wanted) == expected

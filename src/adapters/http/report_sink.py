@@ -28,19 +28,26 @@ def _seconds(ts: float | None) -> int | None:
     return None if ts is None else int(ts)
 
 
+def redacted(url: str) -> str:
+    """The URL without credentials or query, for error messages and logs."""
+    parts = httpx.URL(url)
+    return str(parts.copy_with(username=None, password=None, query=None, fragment=None))
+
+
 class HttpxReportSink(ReportSink):
     def __init__(self, client: httpx.AsyncClient, url: str) -> None:
         self._client = client
         self._url = url
+        self._shown = redacted(url)
 
     async def deliver(self, reports: Sequence[DeliveryReport]) -> ReportAck:
         body = {"delivery_report": [report_item(r) for r in reports]}
         try:
             response = await self._client.post(self._url, json=body)
         except httpx.HTTPError as exc:
-            raise ReportDeliveryError(f"POST {self._url} failed: {type(exc).__name__}: {exc}") from exc
+            raise ReportDeliveryError(f"POST {self._shown} failed: {type(exc).__name__}: {exc}") from exc
         if not response.is_success:
-            raise ReportDeliveryError(f"POST {self._url} answered {response.status_code}")
+            raise ReportDeliveryError(f"POST {self._shown} answered {response.status_code}")
         return ReportAck(_summary(response))
 
 

@@ -34,6 +34,12 @@ class FrozenClock(Clock):
             self._moved = None
         return self._now
 
+    async def sleep(self, seconds: float) -> None:
+        """Moves fake time forward by `seconds`, then yields once to the event loop."""
+        if seconds > 0:
+            self.advance(seconds)
+        await asyncio.sleep(0)  # noqa: TID251 -- a yield, not a wait
+
     async def wait(self, event: asyncio.Event, timeout: float | None) -> bool:
         """Returns when the event is set or the clock has been moved past now + timeout."""
         deadline = None if timeout is None else self._now + timeout

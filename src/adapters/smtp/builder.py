@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import uuid
+import hashlib
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
@@ -49,7 +49,10 @@ def message_id_for(message: Message) -> str:
         domain = domain.encode("idna").decode("ascii")
     except UnicodeError:
         domain = "asyncmail.invalid"
-    return f"<{uuid.uuid4().hex}@{domain}>"
+    # Derived from the message's identity, so a repeated send (the documented duplicate window) carries
+    # the same Message-ID and receivers can drop it.
+    digest = hashlib.sha256(f"{message.account_id}\x00{message.id}".encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
 
 
 def message_bytes(message: Message, now: float) -> bytes:

@@ -24,7 +24,8 @@ def next_attempt_at(
     """
     if attempts >= policy.max_attempts:
         return None
-    delay = policy.base_seconds * policy.factor ** max(attempts - 1, 0)
+    exponent = min(max(attempts - 1, 0), 64)  # past this the cap applies anyway; keeps the power finite
+    delay = policy.base_seconds * policy.factor**exponent
     delay = min(delay * (1.0 + policy.jitter * (2.0 * jitter_draw - 1.0)), policy.max_delay_seconds)
     at = now + max(delay, 0.0)
     if at - first_attempt_ts > policy.max_lifetime_seconds:

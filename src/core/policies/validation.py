@@ -20,6 +20,8 @@ _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 _IP_LITERAL = re.compile(r"\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]\Z")
 _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}\Z")
 _FORBIDDEN_CHARS = ("\r", "\n", "\x00")
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")  # all but TAB
+MAX_WORD = 900  # a header line must stay under 998 octets; longer words cannot be folded
 
 # Headers the service derives from the message's own fields; a client sets them through those fields.
 RESERVED_HEADERS = frozenset(
@@ -58,6 +60,8 @@ def address_problem(value: str) -> str | None:
     """Why `value` is not a usable address ('Name <local@domain>' or 'local@domain'), or None."""
     if has_forbidden_chars(value):
         return "contains CR, LF or NUL"
+    if _CONTROL.search(value):
+        return "contains a control character"
     text = value.strip()
     if text.endswith(">") and "<" in text:
         display, _, rest = text.rpartition("<")
@@ -100,11 +104,55 @@ def _domain_problem(domain: str) -> str | None:
 
 def message_problem(message: Message, limits: IntakeLimits) -> str | None:
     """The first reason the message cannot be accepted, or None."""
-    for check in (_identity_problem, _address_fields_problem, _text_fields_problem):
+    for check in (_encoding_problem, _identity_problem, _address_fields_problem, _text_fields_problem, _wire_problem):
         reason = check(message)
         if reason:
             return reason
     return _size_problem(message, limits)
+
+
+def _texts(message: Message) -> list[tuple[str, str]]:
+    """(field, value) of every string in the message."""
+    values = [
+        ("id", message.id),
+        ("account_id", message.account_id),
+        ("from", message.from_addr),
+        ("subject", message.subject),
+        ("body", message.body),
+        ("html_body", message.html_body or ""),
+        ("reply_to", message.reply_to or ""),
+        ("return_path", message.return_path or ""),
+        ("message_id", message.message_id or ""),
+    ]
+    values += [(name, v) for name, vs in (("to", message.to), ("cc", message.cc), ("bcc", message.bcc)) for v in vs]
+    values += [(f"header {n!r}", f"{n}{v}") for n, v in message.headers]
+    values += [("attachment", f"{a.filename}{a.mime_type}{a.content_b64}") for a in message.attachments]
+    return values
+
+
+def _encoding_problem(message: Message) -> str | None:
+    for field, value in _texts(message):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{field} is not valid text (it holds a lone UTF-16 surrogate)"
+    return None
+
+
+def _wire_problem(message: Message) -> str | None:
+    """What would break the message on the wire although each character is allowed on its own."""
+    header_texts = [("subject", message.subject)] + [(f"header {n!r}", v) for n, v in message.headers]
+    header_texts += [("attachment filename", a.filename) for a in message.attachments]
+    for field, value in header_texts:
+        if _CONTROL.search(value):
+            return f"{field} contains a control character"
+        if any(len(word) > MAX_WORD for word in value.split()):
+            return f"{field} has a word longer than {MAX_WORD} characters"
+    if message.message_id is not None and not message.message_id.isascii():
+        return "message_id must be ASCII"
+    if any(not a.mime_type.isascii() or _CONTROL.search(a.mime_type) for a in message.attachments):
+        return "attachment mime type must be ASCII"
+    return None
 
 
 def _identity_problem(message: Message) -> str | None:

@@ -66,7 +66,16 @@ class DispatchService:
             return DispatchSummary(suspended=True)
         now = self._clock.now()
         accounts = await self._accounts.list()
-        per_account = await asyncio.gather(*(self._account_tick(account, now) for account in accounts))
+        results = await asyncio.gather(*(self._account_tick(a, now) for a in accounts), return_exceptions=True)
+        per_account: list[tuple[list[Outcome], bool]] = []
+        for account, result in zip(accounts, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # cancellation and the like go through
+                # One account's trouble (a store error) must not stop the others; its leases expire.
+                log.error("dispatching account %s failed: %r", account.id, result, exc_info=result)
+                continue
+            per_account.append(result)
         outcomes = tuple(outcome for batch, _ in per_account for outcome in batch)
         more_work = any(full for _, full in per_account)
         next_due = None if more_work else await self._queue.next_due_at(self._clock.now())
@@ -87,12 +96,14 @@ class DispatchService:
         claims = await self._queue.claim_due(account.id, now, size, now + self._config.lease_seconds)
         if not claims:
             return [], False
-        allowed = await self._allowed_now(account, now, len(claims))
-        writer = OutcomeWriter(self._queue)
-        for claim in claims[allowed.allowed :]:
-            writer.buffer(self._over_limit(account, claim, now, allowed.next_free_at))
+        send_times = await self._send_times(account, now, len(claims))
+        can_go = [claim for claim, at in zip(claims, send_times, strict=True) if at <= now]
+        writer = OutcomeWriter(self._queue, self._clock)
+        for claim, at in zip(claims, send_times, strict=True):
+            if at > now:
+                writer.buffer(self._over_limit(account, claim, now, at))
         try:
-            await self._send_batch(account, claims[: allowed.allowed], writer)
+            await self._send_batch(account, can_go, writer)
         finally:
             await writer.close()
         return writer.written, len(claims) == size
@@ -122,14 +133,16 @@ class DispatchService:
         reason = f"account {account.id} throttled by its server; not tried before the pause ends"
         return Deferred(claim.message.id, account.id, self._clock.now(), until, reason, counts_as_attempt=False)
 
-    async def _allowed_now(self, account: Account, now: float, wanted: int) -> rate_limiter.RateDecision:
+    async def _send_times(self, account: Account, now: float, wanted: int) -> list[float]:
         horizon = rate_limiter.history_horizon(account.limits, now)
-        history = await self._queue.send_history(account.id, horizon) if horizon is not None else []
-        return rate_limiter.decide(history, account.limits, now, wanted)
+        if horizon is None:
+            return [now] * wanted
+        history = await self._queue.send_history(account.id, horizon)
+        return rate_limiter.plan(history, account.limits, now, wanted)
 
-    def _over_limit(self, account: Account, claim: Claim, now: float, free_at: float | None) -> Outcome:
+    def _over_limit(self, account: Account, claim: Claim, now: float, free_at: float) -> Outcome:
         message = claim.message
-        if account.limit_behavior is LimitBehavior.REJECT or free_at is None:
+        if account.limit_behavior is LimitBehavior.REJECT:
             return Failed(
                 message.id,
                 account.id,
@@ -181,11 +194,16 @@ class OutcomeWriter:
     """Group commit in the background: outcomes are committed as soon as possible, those that arrive
     while a commit runs go together in the next one, and senders never wait for the disk.
 
-    `close()` waits until everything buffered is committed (or re-raises the commit's error).
+    A commit that fails is retried with backoff, its outcomes kept in order; only after
+    MAX_COMMIT_FAILURES in a row does `close()` raise (the messages then stay leased and are sent
+    again when the lease ends). `close()` waits until everything buffered is committed.
     """
 
-    def __init__(self, queue: DispatchQueue) -> None:
+    MAX_COMMIT_FAILURES = 8
+
+    def __init__(self, queue: DispatchQueue, clock: Clock) -> None:
         self._queue = queue
+        self._clock = clock
         self._buffer: list[Outcome] = []
         self._pending = asyncio.Event()
         self._closing = False
@@ -195,7 +213,7 @@ class OutcomeWriter:
     def buffer(self, outcome: Outcome) -> None:
         self._buffer.append(outcome)
         self._pending.set()
-        if self._task is None:
+        if self._task is None or (self._task.done() and not self._closing):
             self._task = asyncio.create_task(self._flush_loop())
 
     async def close(self) -> None:
@@ -205,12 +223,24 @@ class OutcomeWriter:
             await self._task
 
     async def _flush_loop(self) -> None:
+        failures = 0
         while True:
             await self._pending.wait()
             self._pending.clear()
             if self._buffer:
                 taken, self._buffer = self._buffer, []
-                await self._queue.record_outcomes(taken)
+                try:
+                    await self._queue.record_outcomes(taken)
+                except Exception:
+                    failures += 1
+                    self._buffer = taken + self._buffer
+                    log.exception("committing %d outcomes failed (%d in a row)", len(taken), failures)
+                    if failures >= self.MAX_COMMIT_FAILURES:
+                        raise
+                    self._pending.set()
+                    await self._clock.sleep(min(0.05 * 2**failures, 5.0))
+                    continue
+                failures = 0
                 self.written += taken
             if self._closing and not self._buffer:
                 return

@@ -6,6 +6,7 @@ and compared in constant time. Bodies are never logged.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -59,28 +60,29 @@ class GuardMiddleware:
         return hmac.compare_digest(presented, self._token)
 
     async def _with_counted_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Bodies without Content-Length (chunked) are counted as they arrive; past the limit the
+        app's own answer (the framework turns the failed read into a 400) is replaced by a 413."""
         received = 0
-        started = False
+        too_large = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self._max_body:
+                    too_large = True
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not too_large:
+                await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _reply(send, 413, f"request body larger than {self._max_body} bytes")
+        with contextlib.suppress(BodyTooLarge):
+            await self.app(scope, counting_receive, guarded_send)
+        if too_large:
+            await _reply(send, 413, f"request body larger than {self._max_body} bytes")
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -126,3 +126,31 @@ async def test_non_finite_or_negative_deferred_ts_is_rejected_not_dropped(api, l
     assert response.json()["queued"] == 0
     assert "deferred_ts" in response.json()["rejected"][0]["reason"]
     assert (await api.get("/status")).json()["queue"]["queued"] == 0
+
+
+async def test_oversized_chunked_body_is_refused_with_413(start_api, msg) -> None:
+    client = await start_api(server={"max_request_bytes": 4096})
+
+    async def chunks():
+        yield b'{"messages": [{"id": "M1", "body": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    response = await client.post(
+        "/commands/add-messages", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json() == {"ok": False, "detail": "request body larger than 4096 bytes"}
+
+
+async def test_a_lone_surrogate_rejects_its_entry_only(api, msg) -> None:
+    body = (
+        '{"messages": [{"id": "BAD", "account_id": "accA", "from": "a@example.com", "to": ["b@example.org"],'
+        ' "subject": "\\ud800"}, {"id": "OK", "account_id": "accA", "from": "a@example.com", "to": ["b@example.org"]}]}'
+    )
+    response = await api.post("/commands/add-messages", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert response.json()["queued"] == 1
+    assert response.json()["rejected"][0]["id"] == "BAD"
+    assert "surrogate" in response.json()["rejected"][0]["reason"]
