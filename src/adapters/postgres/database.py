@@ -1,8 +1,8 @@
 """asyncpg connection pools and migrations.
 
-Two pools: `pool` for statements, `lock_pool` for the session-level advisory locks of WorkLocks (a
-lock lives as long as its connection, so a replica that dies releases its locks). Keeping them
-apart means held locks can never starve the statements that run under them.
+Two pools: `pool` for statements, `lock_pool` for the connection holding the session-level advisory
+locks of WorkLocks (a lock lives as long as its connection, so a replica that dies releases its
+locks). Keeping them apart means held locks can never starve the statements that run under them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ MIGRATION_LOCK = 727_000_001  # advisory lock key: replicas starting together mi
 
 
 class PostgresDatabase:
-    def __init__(self, dsn: str, pool_size: int = 10, lock_pool_size: int = 8, schema: str | None = None) -> None:
+    def __init__(self, dsn: str, pool_size: int = 10, lock_pool_size: int = 2, schema: str | None = None) -> None:
         self._dsn = dsn
         self._pool_size = pool_size
         self._lock_pool_size = lock_pool_size
@@ -35,9 +35,10 @@ class PostgresDatabase:
         await self._migrate()
 
     async def close(self) -> None:
-        for pool in (self._pool, self._lock_pool):
-            if pool is not None:
-                await pool.close()
+        if self._lock_pool is not None:
+            self._lock_pool.terminate()  # its connection holds advisory locks: ending it releases them
+        if self._pool is not None:
+            await self._pool.close()
         self._pool = self._lock_pool = None
 
     @property
