@@ -202,6 +202,7 @@ class DeliveryReport:
     error: str | None
     deferred_ts: float | None
     version: int
+    refused_recipients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

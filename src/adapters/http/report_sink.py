@@ -12,7 +12,7 @@ from ports.report_sink import ReportDeliveryError, ReportSink
 
 
 def report_item(report: DeliveryReport) -> dict[str, Any]:
-    """The seed's delivery_report item; timestamps are whole POSIX seconds."""
+    """The seed's delivery_report item (plus refused_recipients); timestamps are whole POSIX seconds."""
     return {
         "id": report.id,
         "account_id": report.account_id,
@@ -21,6 +21,8 @@ def report_item(report: DeliveryReport) -> dict[str, Any]:
         "error_ts": _seconds(report.error_ts),
         "error": report.error,
         "deferred_ts": _seconds(report.deferred_ts),
+        # asyncmail's addition to the seed format: recipients the server refused while accepting the rest
+        "refused_recipients": list(report.refused_recipients),
     }
 
 

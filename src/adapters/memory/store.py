@@ -278,6 +278,7 @@ def _report(row: Row) -> DeliveryReport:
         error=record.error if record.status is MessageStatus.ERROR else None,
         deferred_ts=record.deferred_ts if queued else None,
         version=row.version,
+        refused_recipients=record.refused_recipients,
     )
 
 

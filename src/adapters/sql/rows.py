@@ -29,7 +29,7 @@ RECORD_COLUMNS = (
     "seq, id, account_id, priority, status, payload, created_ts, deferred_ts, sent_ts, error_ts, error, "
     "reported_ts, attempts, first_attempt_ts, refused"
 )
-REPORT_COLUMNS = "id, account_id, priority, status, sent_ts, error_ts, error, deferred_ts, version"
+REPORT_COLUMNS = "id, account_id, priority, status, sent_ts, error_ts, error, deferred_ts, version, refused"
 
 
 def record_from_row(row: Any) -> MessageRecord:
@@ -59,6 +59,7 @@ def report_from_row(row: Any) -> DeliveryReport:
         error=row["error"] if row["status"] == "error" else None,
         deferred_ts=row["deferred_ts"] if row["status"] == "queued" else None,
         version=row["version"],
+        refused_recipients=tuple(json.loads(row["refused"])) if row["refused"] else (),
     )
 
 

@@ -39,6 +39,7 @@ async def test_run_now_sends_records_and_reports_before_returning(api, msg) -> N
                 "error_ts": None,
                 "error": None,
                 "deferred_ts": None,
+                "refused_recipients": [],
             }
         ]
     ]

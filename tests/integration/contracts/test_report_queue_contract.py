@@ -207,3 +207,10 @@ async def test_prune_send_history(storage, make_message) -> None:
     assert await storage.queue.send_history("A", T0 - 1) == []
     # the messages themselves stay
     assert len(await _ids(storage)) == 4
+
+
+async def test_a_report_names_the_refused_recipients(storage, make_message) -> None:
+    await storage.messages.enqueue([make_message("m1", to=("ok@example.org", "gone@example.org"))], T0)
+    await storage.queue.record_outcomes([Sent("m1", "acc", T0 + 1, refused_recipients=("gone@example.org",))])
+    [report] = await storage.reports.pending_reports(10)
+    assert report.refused_recipients == ("gone@example.org",)

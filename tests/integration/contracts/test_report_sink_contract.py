@@ -104,11 +104,11 @@ async def test_body_is_a_delivery_report_with_whole_second_timestamps(report_rec
     assert request.json() == {
         "delivery_report": [
             {"id": "m1", "account_id": "accA", "priority": 1, "sent_ts": int(T0),
-             "error_ts": None, "error": None, "deferred_ts": None},
+             "error_ts": None, "error": None, "deferred_ts": None, "refused_recipients": []},
             {"id": "e1", "account_id": "accB", "priority": 3, "sent_ts": None,
-             "error_ts": int(T0) + 2, "error": "550 no such user", "deferred_ts": None},
+             "error_ts": int(T0) + 2, "error": "550 no such user", "deferred_ts": None, "refused_recipients": []},
             {"id": "d1", "account_id": "accA", "priority": 0, "sent_ts": None,
-             "error_ts": None, "error": None, "deferred_ts": int(T0) + 600},
+             "error_ts": None, "error": None, "deferred_ts": int(T0) + 600, "refused_recipients": []},
         ]
     }  # fmt: skip
     for item in request.json()["delivery_report"]:

@@ -110,6 +110,7 @@ async def test_reports_go_out_in_batches_of_batch_size(start_api: StartApi, repo
         "error_ts": None,
         "error": None,
         "deferred_ts": None,
+        "refused_recipients": [],
     }
     assert await _unreported(client) == 0
 
