@@ -130,6 +130,7 @@ class Runner:
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop taking work; let in-flight iterations finish within the grace period, then cancel."""
+        self._dispatch.stop_taking()
         for loop in self.loops:
             loop.stop()
         tasks = list(self._tasks.values())
@@ -191,6 +192,8 @@ class Runner:
 
     async def _retention_tick(self) -> TickResult:
         summary = await self._retention.tick()
+        if summary.orphans_failed and self.report_loop is not None:
+            self.report_loop.wake()
         if summary.purged or summary.orphans_failed:
             log.info("retention purged %d rows, failed %d orphaned messages", summary.purged, summary.orphans_failed)
         return TickResult()

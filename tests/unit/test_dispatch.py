@@ -404,3 +404,33 @@ async def test_a_failing_commit_is_retried_and_nothing_is_lost(world: World) -> 
     assert flaky.failures == 0
     assert {(await world.record(f"m{i}")).status for i in range(5)} == {MessageStatus.SENT}
     assert len(world.sender.sent) == 5  # each sent once
+
+
+async def test_after_stop_taking_no_new_send_starts(world: World) -> None:
+    """Shutdown during a batch: the send in flight finishes and is recorded; the rest is not tried."""
+
+    class StopsAfterFirst(MailSender):
+        def __init__(self) -> None:
+            self.service: DispatchService | None = None
+            self.sent: list[str] = []
+
+        async def send(self, account, message):  # type: ignore[no-untyped-def]
+            assert self.service is not None
+            self.service.stop_taking()
+            self.sent.append(message.id)
+            return SendReceipt()
+
+        async def close(self) -> None:
+            return None
+
+    await world.add_account("acc", max_connections=1)
+    await world.enqueue(*(world.message(f"m{i}") for i in range(5)))
+    sender = StopsAfterFirst()
+    service = DispatchService(world.queue, world.accounts, world.service_state, sender, world.clock, DispatchConfig())
+    sender.service = service
+    summary = await service.tick()
+    assert sender.sent == ["m0"]
+    assert [o.message_id for o in summary.outcomes] == ["m0"]
+    assert (await world.record("m0")).status is MessageStatus.SENT
+    assert (await world.record("m1")).status is MessageStatus.QUEUED
+    assert (await service.tick()).suspended is True

@@ -59,10 +59,15 @@ class DispatchService:
         self._jitter = jitter
         self._locks = locks
         self._throttled_until: dict[str, float] = {}  # in memory: a restart ends a throttling pause early
+        self._stopping = False
+
+    def stop_taking(self) -> None:
+        """Shutting down: start no new send; claims not yet tried wait for their lease to end."""
+        self._stopping = True
 
     async def tick(self) -> DispatchSummary:
         """Process at most one batch per account. `more_work` says a full batch was taken somewhere."""
-        if not await self._state.is_active():
+        if self._stopping or not await self._state.is_active():
             return DispatchSummary(suspended=True)
         now = self._clock.now()
         accounts = await self._accounts.list()
@@ -118,7 +123,7 @@ class DispatchService:
         pending = deque(claims)
 
         async def worker() -> None:
-            while pending:
+            while pending and not self._stopping:
                 claim = pending.popleft()
                 paused_until = self._throttled_until.get(account.id, 0.0)
                 if paused_until > self._clock.now():

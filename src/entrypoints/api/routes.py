@@ -104,6 +104,9 @@ async def delete_account(
         raise HTTPException(404, str(exc)) from None
     except AccountInUse as exc:
         raise HTTPException(409, str(exc)) from None
+    if failed:
+        svc.metrics.errors.labels(account_id=account_id).inc(failed)
+        svc.runner.wake()  # their error reports go out now
     return DeleteAccountResponse(id=account_id, failed_messages=failed)
 
 
