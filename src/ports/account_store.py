@@ -18,5 +18,7 @@ class AccountStore(Protocol):
 
     async def delete(self, account_id: str, force: bool, now: float) -> int:
         """Delete the account. Raises AccountNotFound, or AccountInUse when it has unsent messages
-        and not `force`; with `force` those messages end as errors (to be reported). Returns how many."""
+        and not `force`; with `force` those messages end as errors (to be reported). Messages being
+        sent right now (leased) are left to their outcome; if none comes, the orphan sweep fails
+        them once their lease ends. Returns how many were failed now."""
         ...

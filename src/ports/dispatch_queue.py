@@ -33,6 +33,6 @@ class DispatchQueue(Protocol):
         """Earliest future deferred_ts or lease expiry among queued messages, or None."""
         ...
 
-    async def orphaned(self, limit: int) -> list[tuple[str, str]]:
-        """(message id, account id) of queued messages whose account no longer exists."""
+    async def orphaned(self, now: float, limit: int) -> list[tuple[str, str]]:
+        """(message id, account id) of queued, unleased messages whose account no longer exists."""
         ...

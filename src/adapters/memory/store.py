@@ -41,6 +41,7 @@ class Row:
     available_at: float
     version: int = 0
     reported_version: int = 0
+    lease_until: float | None = None
 
 
 @dataclass
@@ -129,7 +130,7 @@ class InMemoryDispatchQueue(DispatchQueue):
             key=lambda r: (r.record.message.priority, r.available_at, r.seq),
         )[:limit]
         for row in due:
-            row.available_at = lease_until
+            row.available_at = row.lease_until = lease_until
         return [Claim(r.record.message, r.record.attempts, r.record.first_attempt_ts) for r in due]
 
     async def record_outcomes(self, outcomes: Sequence[Outcome]) -> None:
@@ -152,11 +153,13 @@ class InMemoryDispatchQueue(DispatchQueue):
         ]
         return min(future, default=None)
 
-    async def orphaned(self, limit: int) -> list[tuple[str, str]]:
+    async def orphaned(self, now: float, limit: int) -> list[tuple[str, str]]:
         found = [
             (r.record.id, r.record.message.account_id)
             for r in sorted(self.state.rows.values(), key=lambda r: r.seq)
-            if r.record.status is MessageStatus.QUEUED and r.record.message.account_id not in self.state.accounts
+            if r.record.status is MessageStatus.QUEUED
+            and r.record.message.account_id not in self.state.accounts
+            and not _leased(r, now)
         ]
         return found[:limit]
 
@@ -221,11 +224,11 @@ class InMemoryAccountStore(AccountStore):
         ]
         if unsent and not force:
             raise AccountInUse(f"account {account_id!r} has {len(unsent)} unsent messages; use force=true to fail them")
-        for row in unsent:
+        for row in (r for r in unsent if not _leased(r, now)):
             deleted = Failed(row.record.id, account_id, now, f"account {account_id!r} was deleted")
             _apply(self.state, row, deleted, is_attempt=False)
         del self.state.accounts[account_id]
-        return len(unsent)
+        return sum(1 for r in unsent if r.record.status is MessageStatus.ERROR)
 
 
 class InMemoryServiceState(ServiceState):
@@ -237,6 +240,10 @@ class InMemoryServiceState(ServiceState):
 
     async def set_active(self, active: bool) -> None:
         self.state.active = active
+
+
+def _leased(row: Row, now: float) -> bool:
+    return row.lease_until is not None and row.lease_until > now
 
 
 def _apply(state: MemoryState, row: Row, outcome: Outcome, is_attempt: bool = True) -> None:
@@ -263,6 +270,7 @@ def _apply(state: MemoryState, row: Row, outcome: Outcome, is_attempt: bool = Tr
         row.available_at = outcome.until
         state.attempts.append(Attempt(outcome.message_id, outcome.ts, outcome.outcome, outcome.code, outcome.reason))
     row.record = dataclasses.replace(record, attempts=attempts, first_attempt_ts=first)
+    row.lease_until = None
     row.version += 1
 
 

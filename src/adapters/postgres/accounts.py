@@ -88,23 +88,23 @@ class PostgresAccountStore(AccountStore):
             if unsent and not force:
                 raise AccountInUse(f"account {account_id!r} has {unsent} unsent messages; use force=true to fail them")
             reason = f"account {account_id!r} was deleted"
+            idle = "account_id = $3 AND status = 'queued' AND (lease_until IS NULL OR lease_until <= $1)"
             await conn.execute(
                 "INSERT INTO attempts (message_id, ts, outcome, code, detail)"
-                " SELECT id, $1, 'permanent_failure', NULL, $2 FROM messages"
-                " WHERE account_id = $3 AND status = 'queued'",
+                f" SELECT id, $1, 'permanent_failure', NULL, $2 FROM messages WHERE {idle}",
                 now,
                 reason,
                 account_id,
             )
-            await conn.execute(
+            status = await conn.execute(
                 "UPDATE messages SET status = 'error', error_ts = $1, finished_ts = $1, error = $2,"
-                " version = version + 1 WHERE account_id = $3 AND status = 'queued'",
+                f" version = version + 1 WHERE {idle}",
                 now,
                 reason,
                 account_id,
             )
             await conn.execute("DELETE FROM accounts WHERE id = $1", account_id)
-        return int(unsent)
+        return int(status.rsplit(" ", 1)[-1])
 
 
 class PostgresServiceState(ServiceState):

@@ -109,7 +109,7 @@ class PostgresDispatchQueue(DispatchQueue):
                 "WITH c AS (SELECT id, available_at AS due FROM messages"
                 " WHERE account_id = $1 AND status = 'queued' AND available_at <= $2"
                 " ORDER BY priority, available_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED)"
-                " UPDATE messages m SET available_at = $4 FROM c WHERE m.id = c.id"
+                " UPDATE messages m SET available_at = $4, lease_until = $4 FROM c WHERE m.id = c.id"
                 " RETURNING m.id, m.account_id, m.priority, m.payload, m.attempts, m.first_attempt_ts, c.due, m.seq",
                 account_id,
                 now,
@@ -142,7 +142,7 @@ class PostgresDispatchQueue(DispatchQueue):
                 await conn.executemany(
                     "UPDATE messages SET status = 'sent', sent_ts = $1, finished_ts = $1, error = NULL, refused = $2,"
                     " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, $1),"
-                    " version = version + 1 WHERE id = $3 AND status = 'queued'",
+                    " version = version + 1, lease_until = NULL WHERE id = $3 AND status = 'queued'",
                     [(o.ts, json.dumps(list(o.refused_recipients)), o.message_id) for o in sent],
                 )
                 await conn.executemany(
@@ -152,7 +152,7 @@ class PostgresDispatchQueue(DispatchQueue):
                 await conn.executemany(
                     "UPDATE messages SET status = 'error', error_ts = $1, finished_ts = $1, error = $2,"
                     " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, $1),"
-                    " version = version + 1 WHERE id = $3 AND status = 'queued'",
+                    " version = version + 1, lease_until = NULL WHERE id = $3 AND status = 'queued'",
                     [(o.ts, o.error, o.message_id) for o in failed],
                 )
             if deferred:
@@ -161,7 +161,7 @@ class PostgresDispatchQueue(DispatchQueue):
                     " attempts = attempts + $3::int,"
                     " first_attempt_ts = CASE WHEN $3::int = 1"
                     " THEN coalesce(first_attempt_ts, $4) ELSE first_attempt_ts END,"
-                    " version = version + 1 WHERE id = $5 AND status = 'queued'",
+                    " version = version + 1, lease_until = NULL WHERE id = $5 AND status = 'queued'",
                     [(o.until, o.reason, int(o.counts_as_attempt), o.ts, o.message_id) for o in deferred],
                 )
 
@@ -177,10 +177,12 @@ class PostgresDispatchQueue(DispatchQueue):
         )
         return float(value) if value is not None else None
 
-    async def orphaned(self, limit: int) -> list[tuple[str, str]]:
+    async def orphaned(self, now: float, limit: int) -> list[tuple[str, str]]:
         rows = await self._db.pool.fetch(
             "SELECT m.id, m.account_id FROM messages m WHERE m.status = 'queued'"
-            " AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = m.account_id) ORDER BY m.seq LIMIT $1",
+            " AND (m.lease_until IS NULL OR m.lease_until <= $1)"
+            " AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = m.account_id) ORDER BY m.seq LIMIT $2",
+            now,
             limit,
         )
         return [(row["id"], row["account_id"]) for row in rows]

@@ -66,4 +66,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ],
     ),
+    (
+        2,
+        [
+            "CREATE INDEX messages_account_seq ON messages (account_id, seq)",
+            # Set while a claim is being sent, cleared by its outcome: tells in-flight messages apart.
+            "ALTER TABLE messages ADD COLUMN lease_until DOUBLE PRECISION",
+        ],
+    ),
 ]

@@ -96,18 +96,20 @@ class SqliteAccountStore(AccountStore):
             if unsent and not force:
                 raise AccountInUse(f"account {account_id!r} has {unsent} unsent messages; use force=true to fail them")
             reason = f"account {account_id!r} was deleted"
+            idle = "account_id = ? AND status = 'queued' AND (lease_until IS NULL OR lease_until <= ?)"
             await conn.execute(
                 "INSERT INTO attempts (message_id, ts, outcome, code, detail)"
-                " SELECT id, ?, 'permanent_failure', NULL, ? FROM messages WHERE account_id = ? AND status = 'queued'",
-                (now, reason, account_id),
+                f" SELECT id, ?, 'permanent_failure', NULL, ? FROM messages WHERE {idle}",
+                (now, reason, account_id, now),
             )
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE messages SET status = 'error', error_ts = ?, finished_ts = ?, error = ?, version = version + 1"
-                " WHERE account_id = ? AND status = 'queued'",
-                (now, now, reason, account_id),
+                f" WHERE {idle}",
+                (now, now, reason, account_id, now),
             )
+            failed = cur.rowcount
             await conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
-        return int(unsent)
+        return int(failed)
 
 
 class SqliteServiceState(ServiceState):

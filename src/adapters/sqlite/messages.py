@@ -130,7 +130,8 @@ class SqliteDispatchQueue(DispatchQueue):
                 ) as cur:
                     rows.extend(await cur.fetchall())
             await conn.executemany(
-                "UPDATE messages SET available_at = ? WHERE id = ?", [(lease_until, r["id"]) for r in rows]
+                "UPDATE messages SET available_at = ?, lease_until = ? WHERE id = ?",
+                [(lease_until, lease_until, r["id"]) for r in rows],
             )
         return [
             Claim(
@@ -168,13 +169,14 @@ class SqliteDispatchQueue(DispatchQueue):
             row = await cur.fetchone()
         return row[0] if row else None
 
-    async def orphaned(self, limit: int) -> list[tuple[str, str]]:
+    async def orphaned(self, now: float, limit: int) -> list[tuple[str, str]]:
         async with (
             self._db.read() as conn,
             conn.execute(
                 "SELECT m.id, m.account_id FROM messages m WHERE m.status = 'queued'"
+                " AND (m.lease_until IS NULL OR m.lease_until <= ?)"
                 " AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = m.account_id) ORDER BY m.seq LIMIT ?",
-                (limit,),
+                (now, limit),
             ) as cur,
         ):
             return [(row[0], row[1]) for row in await cur.fetchall()]
@@ -182,18 +184,20 @@ class SqliteDispatchQueue(DispatchQueue):
 
 _SENT_SQL = (
     "UPDATE messages SET status = 'sent', sent_ts = ?, finished_ts = ?, error = NULL, refused = ?,"
-    " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, ?), version = version + 1"
+    " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, ?), version = version + 1,"
+    " lease_until = NULL"
     " WHERE id = ? AND status = 'queued'"
 )
 _FAILED_SQL = (
     "UPDATE messages SET status = 'error', error_ts = ?, finished_ts = ?, error = ?,"
-    " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, ?), version = version + 1"
+    " attempts = attempts + 1, first_attempt_ts = coalesce(first_attempt_ts, ?), version = version + 1,"
+    " lease_until = NULL"
     " WHERE id = ? AND status = 'queued'"
 )
 _DEFERRED_SQL = (
     "UPDATE messages SET deferred_ts = ?, available_at = ?, error = ?, attempts = attempts + ?,"
     " first_attempt_ts = CASE WHEN ? THEN coalesce(first_attempt_ts, ?) ELSE first_attempt_ts END,"
-    " version = version + 1 WHERE id = ? AND status = 'queued'"
+    " version = version + 1, lease_until = NULL WHERE id = ? AND status = 'queued'"
 )
 _ATTEMPT_SQL = (  # before the updates: only messages still queued get an attempt row
     "INSERT INTO attempts (message_id, ts, outcome, code, detail) SELECT ?, ?, ?, ?, ?"

@@ -94,4 +94,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             END""",
         ],
     ),
+    (
+        4,
+        [
+            # Set while a claim is being sent, cleared by its outcome: tells in-flight messages apart.
+            "ALTER TABLE messages ADD COLUMN lease_until REAL",
+        ],
+    ),
 ]

@@ -40,7 +40,7 @@ class RetentionService:
         cutoff = retention.cutoff(self._retention_seconds, now)
         purged = await self._reports.purge_finished(cutoff, require_reported=self._reporting_enabled)
         await self._reports.prune_send_history(now - SEND_HISTORY_SECONDS)
-        orphans = await self._dispatch.orphaned(500)
+        orphans = await self._dispatch.orphaned(now, 500)
         if orphans:
             await self._dispatch.record_outcomes(
                 [Failed(mid, aid, now, f"account {aid!r} no longer exists") for mid, aid in orphans]

@@ -134,7 +134,6 @@ async def test_delete_force_fails_unsent_messages(storage, make_account, make_me
         [
             make_message("queued"),
             make_message("deferred", deferred_ts=T0 + 600),
-            make_message("leased"),
             make_message("sent"),
             make_message("theirs", "other"),
         ],
@@ -142,11 +141,10 @@ async def test_delete_force_fails_unsent_messages(storage, make_account, make_me
     )
     await storage.queue.record_outcomes([Sent("sent", "acc", T0 + 1)])
     await storage.reports.mark_reported(await storage.reports.pending_reports(100), T0 + 1)
-    await storage.queue.claim_due("acc", T0 + 1, 10, T0 + 300)
 
-    assert await storage.accounts.delete("acc", force=True, now=T0 + 5) == 3
+    assert await storage.accounts.delete("acc", force=True, now=T0 + 5) == 2
     assert await storage.accounts.get("acc") is None
-    for mid in ("queued", "deferred", "leased"):
+    for mid in ("queued", "deferred"):
         record = await storage.messages.get(mid)
         assert record is not None
         assert record.status is MessageStatus.ERROR
@@ -161,12 +159,23 @@ async def test_delete_force_fails_unsent_messages(storage, make_account, make_me
     assert (sent.status, theirs.status) == (MessageStatus.SENT, MessageStatus.QUEUED)
 
     pending = await storage.reports.pending_reports(100)
-    assert [r.id for r in pending] == ["queued", "deferred", "leased"]
+    assert [r.id for r in pending] == ["queued", "deferred"]
     assert all(r.error_ts == T0 + 5 and r.error and r.deferred_ts is None for r in pending)
     counts = await storage.messages.counts(T0 + 5)
-    assert (counts.queued, counts.deferred, counts.error, counts.unreported) == (1, 0, 3, 3)
+    assert (counts.queued, counts.deferred, counts.error, counts.unreported) == (1, 0, 2, 2)
     assert await storage.queue.claim_due("acc", T0 + 1000, 10, T0 + 1300) == []
-    assert await storage.queue.orphaned(10) == []
+    assert await storage.queue.orphaned(T0 + 5, 10) == []
+
+
+async def test_delete_force_leaves_a_message_being_sent_to_its_outcome(storage, make_account, make_message) -> None:
+    """A message in flight when its account is deleted ends as what the SMTP server said."""
+    await storage.accounts.upsert(make_account("acc"))
+    await storage.messages.enqueue([make_message("flying"), make_message("waiting", deferred_ts=T0 + 600)], T0)
+    await storage.queue.claim_due("acc", T0 + 1, 10, T0 + 300)
+    assert await storage.accounts.delete("acc", force=True, now=T0 + 5) == 1
+    await storage.queue.record_outcomes([Sent("flying", "acc", T0 + 6)])
+    flying = await storage.messages.get("flying")
+    assert flying is not None and flying.status is MessageStatus.SENT
 
 
 async def test_forced_delete_does_not_count_as_a_delivery_attempt(storage, make_account, make_message) -> None:

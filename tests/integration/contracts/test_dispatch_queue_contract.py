@@ -288,10 +288,19 @@ async def test_orphaned_lists_queued_messages_of_missing_accounts(storage, make_
         T0,
     )
     await storage.queue.record_outcomes([Failed("n3", "never", T0 + 1, error="orphaned")])
-    assert await storage.queue.orphaned(100) == [("n1", "never"), ("n2", "never")]
+    assert await storage.queue.orphaned(T0 + 1, 100) == [("n1", "never"), ("n2", "never")]
     # a forced delete fails the account's messages, so they are not orphans; a message that
     # slipped in after the delete (intake racing with it) is
     await storage.accounts.delete("live", force=True, now=T0 + 2)
     await storage.messages.enqueue([make_message("l2", "live")], T0 + 3)
-    assert await storage.queue.orphaned(100) == [("n1", "never"), ("n2", "never"), ("l2", "live")]
-    assert await storage.queue.orphaned(1) == [("n1", "never")]
+    assert await storage.queue.orphaned(T0 + 3, 100) == [("n1", "never"), ("n2", "never"), ("l2", "live")]
+    assert await storage.queue.orphaned(T0 + 3, 1) == [("n1", "never")]
+
+
+async def test_an_orphan_being_sent_is_left_to_its_outcome_until_the_lease_ends(storage, make_message) -> None:
+    await storage.messages.enqueue([make_message("m1", "gone")], T0)
+    await storage.queue.claim_due("gone", T0, 10, T0 + 300)
+    assert await storage.queue.orphaned(T0 + 10, 10) == []
+    assert await storage.queue.orphaned(T0 + 300, 10) == [("m1", "gone")]
+    await storage.queue.record_outcomes([Sent("m1", "gone", T0 + 20)])
+    assert await storage.queue.orphaned(T0 + 300, 10) == []
