@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,6 +43,10 @@ class SendReceipt:
 class MailSender(Protocol):
     async def send(self, account: Account, message: Message) -> SendReceipt:
         """Deliver to the account's server. Raises TransientSendError or PermanentSendError."""
+        ...
+
+    async def close_idle(self, now: float, account_ids: Collection[str]) -> None:
+        """Close connections idle past their account's lifetime, and those of accounts not listed."""
         ...
 
     async def close(self) -> None:

@@ -5,6 +5,7 @@ Tests and test_mode read `sent`; `fail_next()` scripts failures; `reset()` clear
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from adapters.smtp.builder import envelope_for, message_bytes
@@ -46,6 +47,9 @@ class RecordingMailSender(MailSender):
         envelope = envelope_for(message)
         self.sent.append(SentMail(account.id, message, envelope.sender, envelope.recipients, data, now))
         return SendReceipt(250, "OK (recorded, not sent)")
+
+    async def close_idle(self, now: float, account_ids: Collection[str]) -> None:
+        return None  # nothing is ever open
 
     async def close(self) -> None:
         self.closed = True

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import ssl
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -46,6 +47,7 @@ class _Connection:
 class _Pool:
     key: tuple[object, ...]
     slots: asyncio.Semaphore
+    ttl: float
     idle: list[_Connection] = field(default_factory=list)
     retired: bool = False
 
@@ -89,6 +91,16 @@ class AiosmtplibMailSender(MailSender):
         refused = {rcpt: f"{exc.code} {exc.message}" for rcpt, exc in errors.items()}
         return SendReceipt(reply.code, reply.message, refused)
 
+    async def close_idle(self, now: float, account_ids: Collection[str]) -> None:
+        for account_id in [a for a in self._pools if a not in account_ids]:
+            pool = self._pools.pop(account_id)
+            pool.retired = True
+            await _close_idle(pool)
+        for pool in self._pools.values():
+            expired = [c for c in pool.idle if now - c.last_used > pool.ttl or not c.client.is_connected]
+            pool.idle = [c for c in pool.idle if c not in expired]
+            await asyncio.gather(*(_quit(c) for c in expired), return_exceptions=True)
+
     async def close(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
@@ -105,6 +117,7 @@ class AiosmtplibMailSender(MailSender):
             account.starttls,
             account.allow_insecure_auth,
             account.max_connections,
+            account.ttl_seconds,
         )
         pool = self._pools.get(account.id)
         if pool is None or pool.key != key:
@@ -113,7 +126,7 @@ class AiosmtplibMailSender(MailSender):
                 for conn in pool.idle:
                     _discard(conn)
                 pool.idle.clear()
-            pool = _Pool(key, asyncio.Semaphore(account.max_connections))
+            pool = _Pool(key, asyncio.Semaphore(account.max_connections), account.ttl_seconds)
             self._pools[account.id] = pool
         return pool
 

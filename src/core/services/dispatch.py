@@ -83,6 +83,7 @@ class DispatchService:
             per_account.append(result)
         outcomes = tuple(outcome for batch, _ in per_account for outcome in batch)
         more_work = any(full for _, full in per_account)
+        await self._sender.close_idle(self._clock.now(), {account.id for account in accounts})
         next_due = None if more_work else await self._queue.next_due_at(self._clock.now())
         return DispatchSummary(outcomes=outcomes, more_work=more_work, next_due_at=next_due)
 

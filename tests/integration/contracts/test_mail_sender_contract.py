@@ -251,6 +251,22 @@ async def test_a_connection_idle_beyond_its_ttl_is_replaced(smtp_server, aiosmtp
     assert len(smtp_server.messages) == 3
 
 
+async def test_close_idle_closes_expired_connections_and_forgotten_accounts(
+    smtp_server, aiosmtplib_sender, sender_clock
+) -> None:
+    kept, expired, forgotten = (smtp_server.account(a, ttl_seconds=60.0) for a in ("kept", "expired", "forgotten"))
+    await aiosmtplib_sender.send(expired, _message("m1"))
+    sender_clock.advance(50)
+    for account in (kept, forgotten):
+        await aiosmtplib_sender.send(account, _message(f"m-{account.id}"))
+    sender_clock.advance(20)
+    await aiosmtplib_sender.close_idle(sender_clock.now(), {"kept", "expired"})
+    assert smtp_server.connections == 3
+    for account in (kept, expired, forgotten):
+        await aiosmtplib_sender.send(account, _message(f"again-{account.id}"))
+    assert smtp_server.connections == 5  # only "kept" reused its connection
+
+
 async def test_each_account_has_its_own_connection(smtp_server, aiosmtplib_sender) -> None:
     first, second = smtp_server.account("first"), smtp_server.account("second")
     for account in (first, second, first, second):
