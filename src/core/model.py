@@ -187,7 +187,20 @@ class Deferred:
     counts_as_attempt: bool = True
 
 
-Outcome = Sent | Failed | Deferred
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Not tried: the account's rate limit holds the message back until `until` (its own slot).
+
+    Not a state change: no attempt, no report; the message stays queued, just not claimable before then.
+    """
+
+    message_id: str
+    account_id: str
+    ts: float
+    until: float
+
+
+Outcome = Sent | Failed | Deferred | Held
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
 
-from core.model import AttemptOutcome, Deferred, Failed, Outcome, Sent
+from core.model import AttemptOutcome, Deferred, Failed, Held, Outcome, Sent
 
 
 class MailMetrics:
@@ -24,7 +24,7 @@ class MailMetrics:
         )
         self.rate_limited = Counter(
             "asyncmail_rate_limited",
-            "Sends held back or refused by an account's rate limits.",
+            "Messages held back (each time) or refused by an account's rate limits.",
             ["account_id"],
             registry=self.registry,
         )
@@ -53,7 +53,9 @@ class MailMetrics:
                 self.errors.labels(account_id=account).inc()
             elif isinstance(outcome, Deferred):
                 self.deferred.labels(account_id=account).inc()
-            if not isinstance(outcome, Sent) and outcome.outcome is AttemptOutcome.RATE_LIMITED:
+            if isinstance(outcome, Held) or (
+                isinstance(outcome, Failed) and outcome.outcome is AttemptOutcome.RATE_LIMITED
+            ):
                 self.rate_limited.labels(account_id=account).inc()
 
     def render(self, pending: int) -> bytes:

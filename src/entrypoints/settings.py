@@ -220,7 +220,7 @@ def describe(exc: ValidationError, path: Path | None) -> str:
     for error in exc.errors():
         key = ".".join(str(loc) for loc in error["loc"]) or "(root)"
         got = error.get("input")
-        secret = any(word in key for word in ("secret", "password", "token", "dsn"))
+        secret = any(word in key for word in ("secret", "password", "token", "dsn", "url"))
         hidden = secret or isinstance(got, dict) or error["type"] == "extra_forbidden"
         shown = "" if hidden else f" (got {got!r})"
         if error["type"] == "extra_forbidden":

@@ -9,10 +9,16 @@ from typing import Protocol
 from core.model import Account, Message
 
 
+def storable(text: str) -> str:
+    """Server text as it can be stored and reported: valid UTF-8, no NUL (servers send any bytes)."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
 class SendError(Exception):
-    """Sending failed."""
+    """Sending failed. `detail` is always storable text."""
 
     def __init__(self, detail: str, code: int | None = None) -> None:
+        detail = storable(detail)
         super().__init__(detail)
         self.detail = detail
         self.code = code

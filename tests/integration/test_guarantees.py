@@ -126,7 +126,7 @@ def test_rate_limit_holds_across_restart(tmp_path: Path, smtp_server, services) 
     restarted.client.post("/commands/run-now")
     time.sleep(1.5)  # several dispatch intervals of the restarted process
     assert len(smtp_server.messages) == limit
-    deferred = restarted.client.get("/messages", params={"state": "queued"}).json()["messages"]
-    assert len(deferred) == 12 - limit
-    assert all(m["deferred_ts"] is not None for m in deferred)
+    waiting = restarted.client.get("/messages", params={"state": "queued"}).json()["messages"]
+    assert len(waiting) == 12 - limit
+    assert all(m["attempts"] == 0 for m in waiting)
     assert restarted.stop()

@@ -11,6 +11,7 @@ from core.model import (
     AttemptOutcome,
     Deferred,
     Failed,
+    Held,
     LimitBehavior,
     Message,
     MessageStatus,
@@ -165,7 +166,7 @@ async def test_suspended_service_sends_nothing(world: World) -> None:
     assert world.sent_ids() == ["m1"]
 
 
-async def test_rate_limit_defers_each_message_to_its_own_slot(world: World) -> None:
+async def test_rate_limit_holds_each_message_until_its_own_slot(world: World) -> None:
     await world.add_account("acc", limits=RateLimits(per_minute=2))
     await world.enqueue(*(world.message(f"m{i}") for i in range(5)))
     dispatcher = world.dispatcher()
@@ -174,24 +175,24 @@ async def test_rate_limit_defers_each_message_to_its_own_slot(world: World) -> N
     first = await dispatcher.tick()
 
     assert world.sent_ids() == ["m0", "m1"]
-    deferred = [o for o in first.outcomes if isinstance(o, Deferred)]
-    assert [o.message_id for o in deferred] == ["m2", "m3", "m4"]
-    assert [o.until for o in deferred] == [t0 + 60, t0 + 60, t0 + 120]  # m4 waits for the next window
-    assert {o.outcome for o in deferred} == {AttemptOutcome.RATE_LIMITED}
+    held = [o for o in first.outcomes if isinstance(o, Held)]
+    assert [(o.message_id, o.until) for o in held] == [("m2", t0 + 60), ("m3", t0 + 60), ("m4", t0 + 120)]
+    assert first.more_work is False  # the next tick comes when a slot frees
     assert first.next_due_at == t0 + 60
     record = await world.record("m2")
-    assert record.status is MessageStatus.QUEUED
-    assert record.deferred_ts == t0 + 60
-    assert record.attempts == 0  # waiting for a slot is not a delivery attempt
+    assert (record.status, record.deferred_ts, record.attempts) == (MessageStatus.QUEUED, None, 0)
+    assert await world.messages.attempts("m2") == []  # holding back is no attempt
+    assert await world.reports.pending_reports(10) == [] or all(
+        r.id in ("m0", "m1") for r in await world.reports.pending_reports(10)
+    )  # and no report
 
     world.clock.advance(59)
     assert (await dispatcher.tick()).outcomes == ()
     assert len(world.sender.sent) == 2
 
     world.clock.advance(1)
-    second = await dispatcher.tick()
+    await dispatcher.tick()
     assert world.sent_ids() == ["m0", "m1", "m2", "m3"]
-    assert [o for o in second.outcomes if isinstance(o, Deferred)] == []  # deferred once, not again
 
     world.clock.advance(60)
     await dispatcher.tick()
@@ -326,7 +327,7 @@ async def test_accounts_do_not_share_rate_limits(world: World) -> None:
     await world.dispatcher().tick()
 
     assert sorted(world.sent_ids()) == ["a1", "b1"]
-    assert (await world.record("a2")).deferred_ts == world.t0 + 60
+    assert world.state.rows["a2"].available_at == world.t0 + 60  # held back until its slot
 
 
 async def test_concurrent_sends_are_bounded_by_max_connections(world: World) -> None:
@@ -434,3 +435,32 @@ async def test_after_stop_taking_no_new_send_starts(world: World) -> None:
     assert (await world.record("m0")).status is MessageStatus.SENT
     assert (await world.record("m1")).status is MessageStatus.QUEUED
     assert (await service.tick()).suspended is True
+
+
+async def test_one_unstorable_outcome_does_not_hold_back_the_others(world: World) -> None:
+    """The store refuses whatever concerns m2: after the group commit fails, the rest are committed alone."""
+
+    class RefusesM2(type(world.queue)):  # type: ignore[misc]
+        async def record_outcomes(self, outcomes):  # type: ignore[no-untyped-def]
+            if any(o.message_id == "m2" for o in outcomes):
+                raise ValueError("cannot store this text")
+            await super().record_outcomes(outcomes)
+
+    await world.add_account("acc", max_connections=1)
+    await world.enqueue(*(world.message(f"m{i}") for i in range(4)))
+    queue = RefusesM2(world.state)
+    service = DispatchService(queue, world.accounts, world.service_state, world.sender, world.clock, DispatchConfig())
+    summary = await service.tick()  # the tick survives: one account's trouble is logged, not raised
+    assert summary.outcomes == ()  # m2's account failed this tick as a whole ...
+    assert {i: (await world.record(f"m{i}")).status for i in range(4)} == {
+        0: MessageStatus.SENT,  # ... but every other outcome was committed
+        1: MessageStatus.SENT,
+        2: MessageStatus.QUEUED,
+        3: MessageStatus.SENT,
+    }
+
+
+def test_server_text_is_made_storable() -> None:
+    error = PermanentSendError("550 Empf\udce4nger unbekannt\x00", 550)
+    assert error.detail == "550 Empf?nger unbekannt"
+    assert str(error).encode("utf-8")

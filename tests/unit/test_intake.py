@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from unit_support import World
 
@@ -126,3 +128,13 @@ async def test_caller_rejections_pass_through(world: World, intake: IntakeServic
     assert result.queued == 1
     assert result.rejected == (upstream, anonymous)
     assert list(world.state.rows) == ["m1"]
+
+
+async def test_intake_gives_each_message_a_stored_message_id(world: World) -> None:
+    await world.add_account("acc")
+    service = IntakeService(world.messages, world.accounts, world.clock, IntakeLimits())
+    given = dataclasses.replace(world.message("m2"), message_id="<mine@example.com>")
+    await service.add([world.message("m1"), given])
+    assert (await world.record("m2")).message.message_id == "<mine@example.com>"
+    assigned = (await world.record("m1")).message.message_id
+    assert assigned is not None and assigned.startswith("<") and assigned.endswith("@example.com>")

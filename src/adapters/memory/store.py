@@ -19,6 +19,7 @@ from core.model import (
     Deferred,
     DeliveryReport,
     Failed,
+    Held,
     Message,
     MessagePage,
     MessageRecord,
@@ -140,6 +141,9 @@ class InMemoryDispatchQueue(DispatchQueue):
             row = self.state.rows.get(outcome.message_id)
             if row is None or row.record.status is not MessageStatus.QUEUED:
                 continue
+            if isinstance(outcome, Held):
+                row.available_at, row.lease_until = outcome.until, None
+                continue
             _apply(self.state, row, outcome)
 
     async def send_history(self, account_id: str, since: float) -> list[float]:
@@ -246,7 +250,7 @@ def _leased(row: Row, now: float) -> bool:
     return row.lease_until is not None and row.lease_until > now
 
 
-def _apply(state: MemoryState, row: Row, outcome: Outcome, is_attempt: bool = True) -> None:
+def _apply(state: MemoryState, row: Row, outcome: Sent | Failed | Deferred, is_attempt: bool = True) -> None:
     record = row.record
     counts = is_attempt and (not isinstance(outcome, Deferred) or outcome.counts_as_attempt)
     attempts = record.attempts + (1 if counts else 0)

@@ -19,6 +19,7 @@ from core.model import (
     Claim,
     Deferred,
     Failed,
+    Held,
     Message,
     MessagePage,
     MessageRecord,
@@ -132,12 +133,18 @@ class PostgresDispatchQueue(DispatchQueue):
         sent = [o for o in outcomes if isinstance(o, Sent)]
         failed = [o for o in outcomes if isinstance(o, Failed)]
         deferred = [o for o in outcomes if isinstance(o, Deferred)]
+        held = [o for o in outcomes if isinstance(o, Held)]
         async with self._db.transaction() as conn:
             await conn.executemany(
                 "INSERT INTO attempts (message_id, ts, outcome, code, detail) SELECT $1, $2, $3, $4, $5"
                 " WHERE EXISTS (SELECT 1 FROM messages WHERE id = $1 AND status = 'queued')",
-                [attempt_values(o) for o in outcomes],
+                [attempt_values(o) for o in outcomes if not isinstance(o, Held)],
             )
+            if held:
+                await conn.executemany(
+                    "UPDATE messages SET available_at = $1, lease_until = NULL WHERE id = $2 AND status = 'queued'",
+                    [(o.until, o.message_id) for o in held],
+                )
             if sent:
                 await conn.executemany(
                     "UPDATE messages SET status = 'sent', sent_ts = $1, finished_ts = $1, error = NULL, refused = $2,"

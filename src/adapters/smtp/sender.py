@@ -20,7 +20,7 @@ import aiosmtplib
 from adapters.smtp.builder import Envelope, envelope_for, message_bytes
 from core.model import Account, Message, StartTls
 from ports.clock import Clock
-from ports.mail_sender import MailSender, PermanentSendError, SendReceipt, TransientSendError
+from ports.mail_sender import MailSender, PermanentSendError, SendReceipt, TransientSendError, storable
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +88,21 @@ class AiosmtplibMailSender(MailSender):
                 _discard(conn)
                 raise
             self._checkin(pool, conn, reusable=True)
-        refused = {rcpt: f"{exc.code} {exc.message}" for rcpt, exc in errors.items()}
-        return SendReceipt(reply.code, reply.message, refused)
+        refused = {storable(rcpt): storable(f"{exc.code} {exc.message}") for rcpt, exc in errors.items()}
+        return SendReceipt(reply.code, storable(reply.message), refused)
 
     async def close_idle(self, now: float, account_ids: Collection[str]) -> None:
         for account_id in [a for a in self._pools if a not in account_ids]:
             pool = self._pools.pop(account_id)
             pool.retired = True
-            await _close_idle(pool)
+            for conn in pool.idle:
+                _discard(conn)
+            pool.idle.clear()
         for pool in self._pools.values():
             expired = [c for c in pool.idle if now - c.last_used > pool.ttl or not c.client.is_connected]
             pool.idle = [c for c in pool.idle if c not in expired]
-            await asyncio.gather(*(_quit(c) for c in expired), return_exceptions=True)
+            for conn in expired:
+                _discard(conn)  # no QUIT: a half-dead server must not stall the dispatcher
 
     async def close(self) -> None:
         pools, self._pools = list(self._pools.values()), {}

@@ -14,12 +14,12 @@ from adapters.sql.codec import decode_message
 from core.model import (
     Account,
     AttemptOutcome,
+    Deferred,
     DeliveryReport,
     Failed,
     LimitBehavior,
     MessageRecord,
     MessageStatus,
-    Outcome,
     RateLimits,
     Sent,
     StartTls,
@@ -63,8 +63,8 @@ def report_from_row(row: Any) -> DeliveryReport:
     )
 
 
-def attempt_values(outcome: Outcome) -> tuple[str, float, str, int | None, str]:
-    """(message_id, ts, outcome, code, detail) of the attempt an outcome records."""
+def attempt_values(outcome: Sent | Failed | Deferred) -> tuple[str, float, str, int | None, str]:
+    """(message_id, ts, outcome, code, detail) of the attempt an outcome records (Held records none)."""
     if isinstance(outcome, Sent):
         return (outcome.message_id, outcome.ts, AttemptOutcome.SENT.value, outcome.code, outcome.detail)
     if isinstance(outcome, Failed):

@@ -17,6 +17,7 @@ from core.model import (
     Claim,
     Deferred,
     Failed,
+    Held,
     Message,
     MessagePage,
     MessageRecord,
@@ -199,6 +200,7 @@ _DEFERRED_SQL = (
     " first_attempt_ts = CASE WHEN ? THEN coalesce(first_attempt_ts, ?) ELSE first_attempt_ts END,"
     " version = version + 1, lease_until = NULL WHERE id = ? AND status = 'queued'"
 )
+_HELD_SQL = "UPDATE messages SET available_at = ?, lease_until = NULL WHERE id = ? AND status = 'queued'"
 _ATTEMPT_SQL = (  # before the updates: only messages still queued get an attempt row
     "INSERT INTO attempts (message_id, ts, outcome, code, detail) SELECT ?, ?, ?, ?, ?"
     " WHERE EXISTS (SELECT 1 FROM messages WHERE id = ? AND status = 'queued')"
@@ -210,8 +212,11 @@ def _outcome_statements(outcomes: Sequence[Outcome]) -> list[tuple[str, list[tup
     sent = [o for o in outcomes if isinstance(o, Sent)]
     failed = [o for o in outcomes if isinstance(o, Failed)]
     deferred = [o for o in outcomes if isinstance(o, Deferred)]
+    held = [o for o in outcomes if isinstance(o, Held)]
+    attempts = [o for o in outcomes if not isinstance(o, Held)]
     statements: list[tuple[str, list[tuple[object, ...]]]] = [
-        (_ATTEMPT_SQL, [(*attempt_values(o), o.message_id) for o in outcomes]),
+        (_ATTEMPT_SQL, [(*attempt_values(o), o.message_id) for o in attempts]),
+        (_HELD_SQL, [(o.until, o.message_id) for o in held]),
         (_SENT_SQL, [(o.ts, o.ts, json.dumps(list(o.refused_recipients)), o.ts, o.message_id) for o in sent]),
         (_FAILED_SQL, [(o.ts, o.ts, o.error, o.ts, o.message_id) for o in failed]),
         (

@@ -22,6 +22,8 @@ _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}\Z")
 _FORBIDDEN_CHARS = ("\r", "\n", "\x00")
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")  # all but TAB
 MAX_WORD = 900  # a header line must stay under 998 octets; longer words cannot be folded
+MAX_FILENAME = 80
+MAX_MIME_TYPE = 127  # RFC 6838
 
 # Headers the service derives from the message's own fields; a client sets them through those fields.
 RESERVED_HEADERS = frozenset(
@@ -152,6 +154,10 @@ def _wire_problem(message: Message) -> str | None:
         return "message_id must be ASCII"
     if any(not a.mime_type.isascii() or _CONTROL.search(a.mime_type) for a in message.attachments):
         return "attachment mime type must be ASCII"
+    for attachment in message.attachments:
+        # Encoded (percent-escaped UTF-8) on one header line, which must stay under 998 octets.
+        if len(attachment.filename) > MAX_FILENAME or len(attachment.mime_type) > MAX_MIME_TYPE:
+            return f"attachment filename longer than {MAX_FILENAME} or mime type longer than {MAX_MIME_TYPE}"
     return None
 
 

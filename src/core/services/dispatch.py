@@ -9,13 +9,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.model import Account, AttemptOutcome, Claim, Deferred, Failed, LimitBehavior, Outcome, Sent
+from core.model import Account, AttemptOutcome, Claim, Deferred, Failed, Held, LimitBehavior, Outcome, Sent
 from core.policies import rate_limiter, retry
 from core.policies.scheduler import batch_size_for
 from ports.account_store import AccountStore
 from ports.clock import Clock
 from ports.dispatch_queue import DispatchQueue
-from ports.mail_sender import MailSender, PermanentSendError, TransientSendError
+from ports.mail_sender import MailSender, PermanentSendError, TransientSendError, storable
 from ports.service_state import ServiceState
 from ports.work_locks import WorkLocks
 
@@ -105,14 +105,18 @@ class DispatchService:
         send_times = await self._send_times(account, now, len(claims))
         can_go = [claim for claim, at in zip(claims, send_times, strict=True) if at <= now]
         writer = OutcomeWriter(self._queue, self._clock)
+        held_back = False
         for claim, at in zip(claims, send_times, strict=True):
             if at > now:
-                writer.buffer(self._over_limit(account, claim, now, at))
+                outcome = self._over_limit(account, claim, now, at)
+                held_back = held_back or isinstance(outcome, Held)
+                writer.buffer(outcome)
         try:
             await self._send_batch(account, can_go, writer)
         finally:
             await writer.close()
-        return writer.written, len(claims) == size
+        # A batch cut short by the limit is not "more work": the next tick comes when a slot frees.
+        return writer.written, len(claims) == size and not held_back
 
     async def _send_batch(self, account: Account, claims: list[Claim], writer: OutcomeWriter) -> None:
         """Send over up to account.max_connections connections, in claim (priority) order.
@@ -156,15 +160,7 @@ class DispatchService:
                 "rate limit exceeded for account " + account.id,
                 outcome=AttemptOutcome.RATE_LIMITED,
             )
-        return Deferred(
-            message.id,
-            account.id,
-            now,
-            free_at,
-            "rate limit reached; deferred until a send slot frees",
-            outcome=AttemptOutcome.RATE_LIMITED,
-            counts_as_attempt=False,
-        )
+        return Held(message.id, account.id, now, free_at)
 
     async def _send_one(self, account: Account, claim: Claim) -> Outcome:
         message = claim.message
@@ -176,7 +172,8 @@ class DispatchService:
             return Failed(message.id, account.id, self._clock.now(), str(exc), exc.code)
         except Exception as exc:  # a poison message fails alone instead of stopping the dispatcher
             log.exception("unexpected error sending message %s", message.id)
-            return Failed(message.id, account.id, self._clock.now(), f"internal error: {type(exc).__name__}: {exc}")
+            reason = storable(f"internal error: {type(exc).__name__}: {exc}")
+            return Failed(message.id, account.id, self._clock.now(), reason)
         return Sent(
             message.id, account.id, self._clock.now(), tuple(sorted(receipt.refused)), receipt.code, receipt.detail
         )
@@ -228,6 +225,19 @@ class OutcomeWriter:
         if self._task is not None:
             await self._task
 
+    async def _one_by_one(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """After a failed group commit: commit each alone, so one unstorable outcome fails alone.
+        Returns those that still failed."""
+        failed: list[Outcome] = []
+        for outcome in outcomes:
+            try:
+                await self._queue.record_outcomes([outcome])
+            except Exception:
+                failed.append(outcome)
+            else:
+                self.written.append(outcome)
+        return failed
+
     async def _flush_loop(self) -> None:
         failures = 0
         while True:
@@ -239,6 +249,10 @@ class OutcomeWriter:
                     await self._queue.record_outcomes(taken)
                 except Exception:
                     failures += 1
+                    taken = await self._one_by_one(taken) if len(taken) > 1 else taken
+                    if not taken:
+                        failures = 0
+                        continue
                     self._buffer = taken + self._buffer
                     log.exception("committing %d outcomes failed (%d in a row)", len(taken), failures)
                     if failures >= self.MAX_COMMIT_FAILURES:

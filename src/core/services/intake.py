@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,7 +47,7 @@ class IntakeService:
                 rejected.append(Rejection(candidate.id or None, reason))
                 continue
             seen.add(candidate.id)
-            accepted.append(candidate)
+            accepted.append(candidate if candidate.message_id else with_message_id(candidate))
         already_stored = set(await self._messages.enqueue(accepted, self._clock.now())) if accepted else set()
         rejected.extend(
             Rejection(mid, "duplicate id: a message with this id is already stored") for mid in sorted(already_stored)
@@ -66,3 +68,14 @@ class IntakeService:
         if message.id in seen:
             return "duplicate id: repeated in this batch"
         return None
+
+
+def with_message_id(message: Message) -> Message:
+    """Give the message its Message-ID at intake: stored with it, so every resend carries the same one
+    (receivers can drop a duplicate), and unique even if the id is reused after a purge."""
+    domain = message.from_addr.strip().rstrip(">").rpartition("@")[2] or "asyncmail.invalid"
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        domain = "asyncmail.invalid"
+    return dataclasses.replace(message, message_id=f"<{uuid.uuid4().hex}@{domain}>")
