@@ -464,3 +464,16 @@ def test_server_text_is_made_storable() -> None:
     error = PermanentSendError("550 Empf\udce4nger unbekannt\x00", 550)
     assert error.detail == "550 Empf?nger unbekannt"
     assert str(error).encode("utf-8")
+
+
+async def test_a_full_window_leaves_the_queue_untouched(world: World) -> None:
+    await world.add_account("acc", limits=RateLimits(per_minute=1), batch_size=1)
+    await world.enqueue(*(world.message(f"m{i}") for i in range(3)))
+    dispatcher = world.dispatcher()
+    first = await dispatcher.tick()
+    assert world.sent_ids() == ["m0"]
+    assert first.more_work is True  # a full batch of one went out
+    second = await dispatcher.tick()
+    assert second.outcomes == ()
+    assert [world.state.rows[m].available_at for m in ("m1", "m2")] == [world.t0, world.t0]  # not even claimed
+    assert second.next_due_at == world.t0 + 60  # the loop sleeps until the slot frees

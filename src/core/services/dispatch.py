@@ -60,6 +60,7 @@ class DispatchService:
         self._locks = locks
         self._throttled_until: dict[str, float] = {}  # in memory: a restart ends a throttling pause early
         self._stopping = False
+        self._slot_free_at: dict[str, float] = {}  # accounts waiting for a rate-limit slot
 
     def stop_taking(self) -> None:
         """Shutting down: start no new send; claims not yet tried wait for their lease to end."""
@@ -84,8 +85,16 @@ class DispatchService:
         outcomes = tuple(outcome for batch, _ in per_account for outcome in batch)
         more_work = any(full for _, full in per_account)
         await self._sender.close_idle(self._clock.now(), {account.id for account in accounts})
-        next_due = None if more_work else await self._queue.next_due_at(self._clock.now())
+        next_due = None if more_work else await self._next_wake(self._clock.now())
         return DispatchSummary(outcomes=outcomes, more_work=more_work, next_due_at=next_due)
+
+    async def _next_wake(self, now: float) -> float | None:
+        """The earliest of: a deferred message coming due, a lease ending, a rate-limit slot freeing."""
+        candidates = [at for at in self._slot_free_at.values() if at > now]
+        due = await self._queue.next_due_at(now)
+        if due is not None:
+            candidates.append(due)
+        return min(candidates, default=None)
 
     async def _account_tick(self, account: Account, now: float) -> tuple[list[Outcome], bool]:
         if self._throttled_until.get(account.id, 0.0) > now:
@@ -98,6 +107,11 @@ class DispatchService:
             return await self._locked_account_tick(account, now)
 
     async def _locked_account_tick(self, account: Account, now: float) -> tuple[list[Outcome], bool]:
+        if account.limit_behavior is LimitBehavior.DEFER and account.limits.windows():
+            next_slot = (await self._send_times(account, now, 1))[0]
+            if next_slot > now:  # nothing may go: leave the queue untouched until a slot frees
+                self._slot_free_at[account.id] = next_slot
+                return [], False
         size = batch_size_for(account, self._config.batch_size_per_account)
         claims = await self._queue.claim_due(account.id, now, size, now + self._config.lease_seconds)
         if not claims:
