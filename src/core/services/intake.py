@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
+import functools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -73,9 +74,16 @@ class IntakeService:
 def with_message_id(message: Message) -> Message:
     """Give the message its Message-ID at intake: stored with it, so every resend carries the same one
     (receivers can drop a duplicate), and unique even if the id is reused after a purge."""
-    domain = message.from_addr.strip().rstrip(">").rpartition("@")[2] or "asyncmail.invalid"
+    return dataclasses.replace(message, message_id=new_message_id(message.from_addr))
+
+
+def new_message_id(from_addr: str) -> str:
+    return f"<{os.urandom(16).hex()}@{_id_domain(from_addr.strip().rstrip('>').rpartition('@')[2])}>"
+
+
+@functools.lru_cache(maxsize=1024)
+def _id_domain(domain: str) -> str:
     try:
-        domain = domain.encode("idna").decode("ascii")
+        return domain.encode("idna").decode("ascii") if domain else "asyncmail.invalid"
     except UnicodeError:
-        domain = "asyncmail.invalid"
-    return dataclasses.replace(message, message_id=f"<{uuid.uuid4().hex}@{domain}>")
+        return "asyncmail.invalid"

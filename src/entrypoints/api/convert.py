@@ -24,6 +24,7 @@ from core.model import (
     StartTls,
 )
 from core.policies.priority import parse_priority
+from core.services.intake import new_message_id
 from entrypoints.api.schemas import AccountIn, AccountOut, AttachmentOut, MessageOut, MessagePayload
 
 
@@ -55,7 +56,7 @@ def to_message(entry: Any, default_priority: Priority) -> Message | Rejection:
         html_body=payload.html_body,
         content_type=ContentType(payload.content_type),
         headers=tuple(payload.headers.items()),
-        message_id=payload.message_id,
+        message_id=payload.message_id or new_message_id(payload.from_),
         attachments=tuple(
             Attachment(
                 a.filename, a.content, a.mime_type or mimetypes.guess_type(a.filename)[0] or "application/octet-stream"
