@@ -42,14 +42,10 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per report POST is noise
-    server = settings.server
-    uvicorn.run(
-        create_app(settings),
-        host=host or server.host,
-        port=port if port is not None else server.port,
-        log_level="info",
-        access_log=False,
-    )
+    overrides = {"host": host, "port": port}
+    server = settings.server.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = settings.model_copy(update={"server": server})
+    uvicorn.run(create_app(settings), host=server.host, port=server.port, log_level="info", access_log=False)
     return 0
 
 
