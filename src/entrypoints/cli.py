@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import sqlite3
 import sys
+from pathlib import Path
 
 from entrypoints.settings import ConfigError, Settings, load_settings
 
@@ -27,12 +30,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         if args.command == "serve":
+            preflight(settings)
             return _serve(settings, args.host, args.port)
         print(settings.model_dump_json(indent=2))
         return 0
     except ConfigError as exc:
         print(f"asyncmail: {exc}", file=sys.stderr)
         return 2
+
+
+def preflight(settings: Settings) -> None:
+    """Fail before serving, with one line, when the storage cannot be opened."""
+    storage = settings.storage
+    if storage.backend == "sqlite":
+        try:
+            path = Path(storage.db_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sqlite3.connect(path).close()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open storage.db_path {storage.db_path}: {exc}") from None
+    elif storage.backend == "postgres" and storage.postgres_dsn is not None:
+        try:
+            asyncio.run(_reach_postgres(storage.postgres_dsn.get_secret_value()))
+        except Exception as exc:  # asyncpg's errors share no base class with OSError
+            raise ConfigError(f"cannot reach PostgreSQL (storage.postgres_dsn): {type(exc).__name__}") from None
+
+
+async def _reach_postgres(dsn: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=10)
+    await conn.close()
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> int:

@@ -103,3 +103,23 @@ def test_shipped_config_file_matches_built_in_defaults() -> None:
         for key, value in values.items():
             assert built_in[section][key] == value, f"[{section}] {key}: file {value!r} != default"
     assert set(shipped) == set(defaults)
+
+
+def test_unopenable_storage_fails_before_serving(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    result = run_cli("serve", cwd=tmp_path, env={"ASYNCMAIL_STORAGE__DB_PATH": str(blocker / "a.db")})
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"asyncmail: cannot open storage.db_path {blocker / 'a.db'}:")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_postgres_fails_before_serving_without_showing_the_dsn(tmp_path: Path) -> None:
+    env = {
+        "ASYNCMAIL_STORAGE__BACKEND": "postgres",
+        "ASYNCMAIL_STORAGE__POSTGRES_DSN": "postgresql://app:pa55word@127.0.0.1:1/test",
+    }
+    result = run_cli("serve", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("asyncmail: cannot reach PostgreSQL (storage.postgres_dsn)")
+    assert "pa55word" not in result.stderr
