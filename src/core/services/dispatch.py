@@ -89,8 +89,10 @@ class DispatchService:
         return DispatchSummary(outcomes=outcomes, more_work=more_work, next_due_at=next_due)
 
     async def _next_wake(self, now: float) -> float | None:
-        """The earliest of: a deferred message coming due, a lease ending, a rate-limit slot freeing."""
-        candidates = [at for at in self._slot_free_at.values() if at > now]
+        """The earliest of: a deferred message coming due, a lease ending, a rate-limit slot freeing,
+        a throttling pause ending."""
+        pauses = (*self._slot_free_at.values(), *self._throttled_until.values())
+        candidates = [at for at in pauses if at > now]
         due = await self._queue.next_due_at(now)
         if due is not None:
             candidates.append(due)
