@@ -130,3 +130,27 @@ def test_rate_limit_holds_across_restart(tmp_path: Path, smtp_server, services) 
     assert len(waiting) == 12 - limit
     assert all(m["attempts"] == 0 for m in waiting)
     assert restarted.stop()
+
+
+def test_long_run_in_one_process_keeps_flowing(tmp_path: Path, smtp_server, report_receiver, services) -> None:
+    """5,000 sends in one process: none stalls (a peer stops after 1,000), every one is reported.
+
+    The halves' rates are printed for the record, not asserted: speed is the benchmark's business.
+    """
+    total = 5000
+    env = {"ASYNCMAIL_SYNC__PROXY_SYNC_URL": report_receiver.url, "ASYNCMAIL_DELIVERY__LEASE_SECONDS": "60"}
+    service = Service(tmp_path / "long.db", tmp_path / "service.log", env)
+    services.append(service)
+    service.client.post("/account", json={"id": "acc", "host": smtp_server.host, "port": smtp_server.port})
+    ids = [f"L{i:05d}" for i in range(total)]
+    for start in range(0, total, 500):
+        service.client.post("/commands/add-messages", json={"messages": [_entry(m) for m in ids[start : start + 500]]})
+    wait_until(lambda: len(smtp_server.messages) >= total, 180, f"{total} deliveries")
+    sent = lambda: {r["id"] for r in report_receiver.reports if r["sent_ts"] is not None}  # noqa: E731
+    wait_until(lambda: sent() >= set(ids), 60, "every report")
+    times = sorted(mail.received_at for mail in smtp_server.messages)
+    half = total // 2
+    first, second = half / (times[half - 1] - times[0]), half / (times[-1] - times[half])
+    print(f"\nlong run: {total} sends in one process; first half {first:.0f}/s, second half {second:.0f}/s")
+    assert set(_received_ids(smtp_server)) == set(ids)
+    assert service.stop()
