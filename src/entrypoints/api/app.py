@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         app.include_router(_testing_routes(container, settings))
     _install_error_handlers(app)
     _document_payload(app)
-    token = settings.server.api_token.get_secret_value() if settings.server.api_token else None
+    token = settings.server.api_token.get_secret_value() if settings.server.api_token is not None else None
     app.add_middleware(
         GuardMiddleware,
         token=token,
