@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 
 from core.model import RateLimits
-from core.policies.rate_limiter import RateDecision, decide, history_horizon, plan
+from core.policies.rate_limiter import history_horizon, plan
 
 N = 1_800_000_000.0  # "now" in every row
+
+
+class RateDecision(NamedTuple):
+    """How many of the wanted sends may go now, and when the next slot frees (None: all may go)."""
+
+    allowed: int
+    next_free_at: float | None
+
+
+def decide(history: list[float], limits: RateLimits, now: float, wanted: int) -> RateDecision:
+    """The decision `plan` implies: those planned for `now` go, the next planned time is when a slot frees."""
+    times = plan(history, limits, now, wanted)
+    later = [t for t in times if t > now]
+    return RateDecision(sum(1 for t in times if t <= now), min(later) if later else None)
+
 
 DECISIONS = [
     pytest.param([N - 1.0] * 100, RateLimits(), 7, RateDecision(7, None), id="unlimited"),

@@ -9,8 +9,3 @@ def batch_size_for(account: Account, default_batch_size: int) -> int:
     """The account's own batch size when it has one, the service default otherwise."""
     size = account.batch_size if account.batch_size is not None else default_batch_size
     return max(1, size)
-
-
-def is_due(deferred_ts: float | None, now: float) -> bool:
-    """A message is due once its deferred_ts (if any) is not in the future."""
-    return deferred_ts is None or deferred_ts <= now
