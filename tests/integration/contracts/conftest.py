@@ -9,8 +9,8 @@ ports of one fresh, empty backend. Adding a backend (postgres) is one function a
 
     STORAGE_BACKENDS.append(StorageBackendSpec("postgres", _open_postgres, persistent=True, marks=(skip_without_dsn,)))
 
-Tests that need a restart (close, then open the same data again) take `storage_backend` and call
-`storage_backend.open()` themselves; a non-persistent backend skips them.
+Tests that need a restart (close, then open the same data again) take `persistent_backend` and call
+`persistent_backend.open()` themselves; it runs only over the backends that keep their data.
 """
 
 from __future__ import annotations
@@ -158,13 +158,28 @@ STORAGE_BACKENDS: list[StorageBackendSpec] = [
 ]
 
 
-@pytest.fixture(params=[pytest.param(spec, id=spec.name, marks=spec.marks) for spec in STORAGE_BACKENDS])
-async def storage_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
-    """The backend under test, not yet opened, bound to this test's tmp_path."""
-    spec: StorageBackendSpec = request.param
+def _params(specs: Sequence[StorageBackendSpec]) -> list[Any]:
+    return [pytest.param(spec, id=spec.name, marks=spec.marks) for spec in specs]
+
+
+async def _bound(spec: StorageBackendSpec, tmp_path: Path) -> AsyncIterator[StorageBackend]:
     yield StorageBackend(spec.name, tmp_path, spec.persistent, spec.opener)
     if spec.cleanup is not None:
         await spec.cleanup(tmp_path)
+
+
+@pytest.fixture(params=_params(STORAGE_BACKENDS))
+async def storage_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
+    """The backend under test, not yet opened, bound to this test's tmp_path."""
+    async for backend in _bound(request.param, tmp_path):
+        yield backend
+
+
+@pytest.fixture(params=_params([spec for spec in STORAGE_BACKENDS if spec.persistent]))
+async def persistent_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageBackend]:
+    """Like storage_backend, over the backends whose data outlives closing them (not memory)."""
+    async for backend in _bound(request.param, tmp_path):
+        yield backend
 
 
 @pytest.fixture

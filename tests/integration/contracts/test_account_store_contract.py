@@ -203,16 +203,14 @@ async def test_service_state_set_active(storage) -> None:
 # ------------------------------------------------------------------------------- restarts
 
 
-async def test_state_survives_a_restart(storage_backend, make_account, make_message) -> None:
-    if not storage_backend.persistent:
-        pytest.skip(f"{storage_backend.name} storage does not survive a restart by design")
+async def test_state_survives_a_restart(persistent_backend, make_account, make_message) -> None:
     account = make_account("acc", password="pw", limits=RateLimits(per_minute=3))
-    async with storage_backend.open() as first:
+    async with persistent_backend.open() as first:
         await first.accounts.upsert(account)
         await first.service.set_active(False)
         await first.messages.enqueue([make_message("m1"), make_message("m2")], T0)
         await first.queue.record_outcomes([Sent("m1", "acc", T0 + 1)])
-    async with storage_backend.open() as second:
+    async with persistent_backend.open() as second:
         assert await second.service.is_active() is False
         assert await second.accounts.list() == [account]
         m1 = await second.messages.get("m1")
@@ -221,7 +219,7 @@ async def test_state_survives_a_restart(storage_backend, make_account, make_mess
         assert [r.id for r in await second.reports.pending_reports(10)] == ["m1"]
         assert await second.queue.send_history("acc", T0) == [T0 + 1]
         await second.service.set_active(True)
-    async with storage_backend.open() as third:
+    async with persistent_backend.open() as third:
         assert await third.service.is_active() is True
 
 
