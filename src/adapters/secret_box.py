@@ -6,6 +6,7 @@ Without a key, `PlainSecretBox` stores passwords as given and the service says s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -60,3 +61,14 @@ class FernetSecretBox:
 
 def generate_key() -> str:
     return Fernet.generate_key().decode()
+
+
+def resealed(box: SecretBox, stored: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(sealed password, account id) for each stored password that `box` should seal now.
+
+    Every stored value is opened first, so a wrong or missing key fails here, at start-up.
+    """
+    opened = [(account_id, value, box.open(value)) for account_id, value in stored]
+    if not box.encrypts:
+        return []
+    return [(box.seal(plain), account_id) for account_id, value, plain in opened if not value.startswith(PREFIX)]

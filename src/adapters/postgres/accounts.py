@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters.postgres.database import PostgresDatabase
-from adapters.secret_box import PREFIX, PlainSecretBox, SecretBox
+from adapters.secret_box import PlainSecretBox, SecretBox, resealed
 from adapters.sql.rows import account_from_row
 from core.errors import AccountInUse, AccountNotFound
 from core.model import Account
@@ -27,16 +27,10 @@ class PostgresAccountStore(AccountStore):
         """Encrypt passwords stored before a key was configured; check the others open. Returns how many."""
         async with self._db.transaction() as conn:
             rows = await conn.fetch("SELECT id, password FROM accounts WHERE password IS NOT NULL FOR UPDATE")
-            plain = [(row["id"], self._box.open(row["password"])) for row in rows]
-            plain = [
-                (aid, pw) for (aid, pw), row in zip(plain, rows, strict=True) if not row["password"].startswith(PREFIX)
-            ]
-            if not self._box.encrypts or not plain:
-                return 0
-            await conn.executemany(
-                "UPDATE accounts SET password = $1 WHERE id = $2", [(self._box.seal(pw), aid) for aid, pw in plain]
-            )
-        return len(plain)
+            updates = resealed(self._box, [(row["id"], row["password"]) for row in rows])
+            if updates:
+                await conn.executemany("UPDATE accounts SET password = $1 WHERE id = $2", updates)
+        return len(updates)
 
     async def upsert(self, account: Account) -> Account:
         a = account

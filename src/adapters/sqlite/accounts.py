@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.secret_box import PREFIX, PlainSecretBox, SecretBox
+from adapters.secret_box import PlainSecretBox, SecretBox, resealed
 from adapters.sql.rows import account_from_row
 from adapters.sqlite.database import SqliteDatabase
 from core.errors import AccountInUse, AccountNotFound
@@ -27,16 +27,9 @@ class SqliteAccountStore(AccountStore):
         """Encrypt passwords stored before a key was configured; check the others open. Returns how many."""
         async with self._db.transaction() as conn:
             async with conn.execute("SELECT id, password FROM accounts WHERE password IS NOT NULL") as cur:
-                rows = list(await cur.fetchall())
-            plain = [(row[0], self._box.open(row[1])) for row in rows if not row[1].startswith(PREFIX)]
-            for row in rows:
-                self._box.open(row[1])
-            if not self._box.encrypts:
-                return 0
-            await conn.executemany(
-                "UPDATE accounts SET password = ? WHERE id = ?", [(self._box.seal(pw), aid) for aid, pw in plain]
-            )
-        return len(plain)
+                updates = resealed(self._box, [(row[0], row[1]) for row in await cur.fetchall()])
+            await conn.executemany("UPDATE accounts SET password = ? WHERE id = ?", updates)
+        return len(updates)
 
     async def upsert(self, account: Account) -> Account:
         a = account
