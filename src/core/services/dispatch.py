@@ -109,16 +109,16 @@ class DispatchService:
             return await self._locked_account_tick(account, now)
 
     async def _locked_account_tick(self, account: Account, now: float) -> tuple[list[Outcome], bool]:
-        if account.limit_behavior is LimitBehavior.DEFER and account.limits.windows():
-            next_slot = (await self._send_times(account, now, 1))[0]
-            if next_slot > now:  # nothing may go: leave the queue untouched until a slot frees
-                self._slot_free_at[account.id] = next_slot
-                return [], False
         size = batch_size_for(account, self._config.batch_size_per_account)
+        # plan() of a full batch: the first k entries are the plan for any k claims actually found.
+        planned = await self._send_times(account, now, size)
+        if account.limit_behavior is LimitBehavior.DEFER and planned[0] > now:
+            self._slot_free_at[account.id] = planned[0]  # nothing may go: leave the queue untouched
+            return [], False
         claims = await self._queue.claim_due(account.id, now, size, now + self._config.lease_seconds)
         if not claims:
             return [], False
-        send_times = await self._send_times(account, now, len(claims))
+        send_times = planned[: len(claims)]
         can_go = [claim for claim, at in zip(claims, send_times, strict=True) if at <= now]
         writer = OutcomeWriter(self._queue, self._clock)
         held_back = False
